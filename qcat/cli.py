@@ -1,11 +1,337 @@
-"""The ``qcat`` command line."""
+"""The ``qcat`` command line (DESIGN.md section 7).
+
+Errors users can cause (:class:`qcat.errors.QcatError`) are printed as one
+message naming the file, row, column or option at fault, with exit status 1.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
+
+from qcat.config import SETTINGS, resolve_data_dir
+from qcat.errors import QcatError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reports_errors(func: F) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except QcatError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted: the published data is unchanged", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+data_option = click.option(
+    "--data",
+    "data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data directory (default: $QCAT_DATA, else ./qcat-data).",
+)
 
 
 @click.group()
 @click.version_option(package_name="qcat")
 def main() -> None:
     """qcat: a distributed astronomical catalog database with IVOA services."""
+
+
+@main.command()
+@data_option
+@click.option(
+    "--schema",
+    "schema",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Felis YAML file describing the table.",
+)
+@click.option("--table", "table", required=True, help="Table name, TAP style: schema.table.")
+@click.option(
+    "--attach",
+    "attach",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Serve an existing HATS catalog directory without rewriting it.",
+)
+@click.option("--ra", help="Right ascension column (overrides the schema).")
+@click.option("--dec", help="Declination column (overrides the schema).")
+@click.option("--key", help="Director key column (overrides the schema's primary key).")
+@click.option("--director", help="Director table of a child table (schema.table).")
+@click.option(
+    "--director-key", "director_key", help="Column of this table holding the director key."
+)
+@click.option(
+    "--orphans",
+    type=click.Choice(["reject", "keep"]),
+    default="reject",
+    show_default=True,
+    help="Child rows whose director row does not exist: reject the ingest, or keep "
+    "them placed by their own position.",
+)
+@click.option(
+    "--threshold",
+    type=int,
+    default=SETTINGS["partition_threshold"].default,
+    show_default=True,
+    help=SETTINGS["partition_threshold"].help,
+)
+@click.option(
+    "--highest-order",
+    type=int,
+    default=SETTINGS["highest_order"].default,
+    show_default=True,
+    help=SETTINGS["highest_order"].help,
+)
+@click.option(
+    "--margin-arcsec",
+    type=float,
+    default=SETTINGS["margin_arcsec"].default,
+    show_default=True,
+    help=SETTINGS["margin_arcsec"].help,
+)
+@click.option(
+    "--row-group-rows",
+    type=int,
+    default=SETTINGS["row_group_rows"].default,
+    show_default=True,
+    help=SETTINGS["row_group_rows"].help,
+)
+@click.option(
+    "--memory-limit",
+    default=SETTINGS["ingest_memory_limit"].default,
+    show_default=True,
+    help=SETTINGS["ingest_memory_limit"].help,
+)
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@_reports_errors
+def ingest(
+    data: Path | None,
+    schema: Path | None,
+    table: str,
+    attach: Path | None,
+    ra: str | None,
+    dec: str | None,
+    key: str | None,
+    director: str | None,
+    director_key: str | None,
+    orphans: str,
+    threshold: int,
+    highest_order: int,
+    margin_arcsec: float,
+    row_group_rows: int,
+    memory_limit: str,
+    quiet: bool,
+    files: tuple[Path, ...],
+) -> None:
+    """Load FILES (Parquet, CSV, FITS, VOTable) into a table, as one transaction.
+
+    The new data becomes visible at one commit or not at all; inputs already
+    ingested into the table are skipped, so re-running is harmless.
+
+    \b
+    Examples:
+      qcat ingest --data ./qcat-data --schema demo.yaml --table demo.Object obj-*.parquet
+      qcat ingest --schema demo.yaml --table demo.Source src.csv --orphans keep
+      qcat ingest --table survey.stars stars.fits --ra RA_ICRS --dec DE_ICRS --key id
+      qcat ingest --attach /archive/gaia_dr3_hats --table gaia.source
+    """
+    from partition.ingest import IngestOptions, ingest_table
+    from qcat.errors import ConfigError
+
+    data_dir = resolve_data_dir(data)
+    options = IngestOptions(
+        threshold=threshold,
+        highest_order=highest_order,
+        margin_arcsec=margin_arcsec,
+        row_group_rows=row_group_rows,
+        memory_limit=memory_limit,
+        orphans="keep" if orphans == "keep" else "reject",
+        show_progress=not quiet,
+    )
+    if attach is not None:
+        from partition.attach import attach_catalog
+
+        if files:
+            raise ConfigError("--attach takes no FILES")
+        result = attach_catalog(
+            data_dir, attach, table, schema_path=schema, key=key, options=options
+        )
+    else:
+        if not files:
+            raise ConfigError("give at least one input FILE (or --attach DIR)")
+        spec = _table_spec(data_dir, schema, table, files[0], ra, dec, key)
+        spec = spec.with_overrides(
+            ra=ra if schema else None,
+            dec=dec if schema else None,
+            key=key if schema else None,
+            director=director,
+            director_fk=director_key,
+        )
+        for note in spec.notes:
+            click.echo(f"inferred: {note}", err=True)
+        result = ingest_table(data_dir, spec, list(files), options)
+    for path in result.skipped_inputs:
+        click.echo(f"skipped (already ingested): {path}", err=True)
+    for note in result.notes:
+        click.echo(note, err=True)
+    v = result.version
+    if v is not None:
+        click.echo(
+            f"{result.table}: version {v.version}, {v.num_rows:,} rows in "
+            f"{v.num_partitions} partitions ({result.rows_added:,} rows added)"
+        )
+
+
+def _table_spec(
+    data_dir: Path,
+    schema: Path | None,
+    table: str,
+    first: Path,
+    ra: str | None,
+    dec: str | None,
+    key: str | None,
+) -> Any:
+    from partition.readers import read_schema
+    from qcat.schema import infer_spec, spec_from_felis
+
+    if schema is not None:
+        return spec_from_felis(schema, table)
+    existing = _existing_spec(data_dir, table)
+    if existing is not None:
+        return existing
+    return infer_spec(read_schema(first), table, ra=ra, dec=dec, key=key)
+
+
+def _existing_spec(data_dir: Path, table: str) -> Any:
+    from qcat.errors import NotFoundError
+    from qcat.metadata.store import MetadataStore
+
+    if not (data_dir / "qcat.sqlite").exists():
+        return None
+    store = MetadataStore.for_data_dir(data_dir)
+    try:
+        return store.table(table).spec
+    except NotFoundError:
+        return None
+    finally:
+        store.close()
+
+
+@main.command()
+@data_option
+@click.option(
+    "--objects",
+    type=int,
+    default=100_000,
+    show_default=True,
+    help="Number of Object rows (about 10 Source rows each).",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Random seed.")
+@click.option(
+    "--threshold",
+    type=int,
+    default=SETTINGS["partition_threshold"].default,
+    show_default=True,
+    help=SETTINGS["partition_threshold"].help,
+)
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@_reports_errors
+def demo(data: Path | None, objects: int, seed: int, threshold: int, quiet: bool) -> None:
+    """Generate the demo survey catalog (Object + Source) and ingest it.
+
+    \b
+    Examples:
+      qcat demo                       # 100k objects, ~1M sources into ./qcat-data
+      qcat demo --objects 10000000 --data /big/qcat-data
+    """
+    from qcat.demo_service import run_demo
+
+    run_demo(
+        resolve_data_dir(data),
+        objects=objects,
+        seed=seed,
+        threshold=threshold,
+        show_progress=not quiet,
+    )
+
+
+@main.group()
+def admin() -> None:
+    """Operator commands: verify stored data, list tables and ingests."""
+
+
+@admin.command()
+@data_option
+@click.option("--table", help="Verify only this table (schema.table).")
+@_reports_errors
+def verify(data: Path | None, table: str | None) -> None:
+    """Check every file of the published tables against its recorded checksum.
+
+    Exit status 0 when all files are intact, 1 when any is missing or changed.
+
+    \b
+    Example:
+      qcat admin verify --data ./qcat-data
+    """
+    from partition.verify import verify_data_dir
+
+    report = verify_data_dir(resolve_data_dir(data), table)
+    for problem in report.problems:
+        click.echo(f"BAD {problem}")
+    click.echo(f"{report.files_checked} files checked, {len(report.problems)} problem(s)")
+    if report.problems:
+        sys.exit(1)
+
+
+@admin.command()
+@data_option
+@_reports_errors
+def tables(data: Path | None) -> None:
+    """List the tables with their current version, rows and partitions."""
+    from qcat.metadata.store import MetadataStore
+
+    store = MetadataStore.for_data_dir(resolve_data_dir(data))
+    try:
+        for t in store.tables():
+            v = store.current_version(t.name)
+            if v is None:
+                click.echo(f"{t.name}\t{t.kind}\t(no data)")
+            else:
+                click.echo(
+                    f"{t.name}\t{t.kind}\tversion {v.version}\t{v.num_rows} rows\t"
+                    f"{v.num_partitions} partitions"
+                )
+    finally:
+        store.close()
+
+
+@admin.command()
+@data_option
+@click.option("--table", help="Only this table.")
+@_reports_errors
+def ingests(data: Path | None, table: str | None) -> None:
+    """List ingest transactions with their status."""
+    from qcat.metadata.store import MetadataStore
+
+    store = MetadataStore.for_data_dir(resolve_data_dir(data))
+    try:
+        for rec in store.ingests(table):
+            click.echo(
+                f"{rec.id}\t{rec.table}\t{rec.operation}\t{rec.status}\t"
+                f"{rec.started_at:%Y-%m-%d %H:%M:%S}\t{rec.message or ''}"
+            )
+    finally:
+        store.close()

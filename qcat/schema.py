@@ -149,7 +149,9 @@ class TableSpec:
 
     def arrow_schema(self) -> pa.Schema:
         """The Arrow schema of the stored table (without ``_healpix_29``)."""
-        return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.columns])
+        return pa.schema(
+            [pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.columns]
+        )
 
     def with_overrides(
         self,
@@ -236,8 +238,10 @@ def load_felis(path: str | Path) -> dict[str, TableSpec]:
             )
             for c in t.columns
         )
-        pk_ids = t.primary_key if isinstance(t.primary_key, list) else (
-            [t.primary_key] if t.primary_key else []
+        pk_ids = (
+            t.primary_key
+            if isinstance(t.primary_key, list)
+            else ([t.primary_key] if t.primary_key else [])
         )
         primary_key = tuple(id_to_column[i][1] for i in pk_ids if i in id_to_column)
         ra = next((c.name for c in columns if (c.ucd or "").lower() == RA_UCD), None)
@@ -310,8 +314,7 @@ def infer_spec(
         columns.append(ColumnSpec(name=f.name, datatype=felis_type_of(f.type), nullable=True))
     names = {c.name.lower(): c.name for c in columns}
     notes.append(
-        "datatypes from the input file: "
-        + ", ".join(f"{c.name}={c.datatype}" for c in columns)
+        "datatypes from the input file: " + ", ".join(f"{c.name}={c.datatype}" for c in columns)
     )
     if ra is None:
         ra = next((names[n] for n in _RA_NAMES if n in names), None)

@@ -1,0 +1,261 @@
+"""Writing HATS catalog directories.
+
+A HATS catalog (IVOA Note "HATS" 1.0) is::
+
+    hats.properties            catalog properties (java properties syntax)
+    properties                 the same, the name older readers look for
+    partition_info.csv         Norder,Npix of every partition
+    dataset/_common_metadata   Parquet schema of the partition files
+    dataset/_metadata          schema plus every file's row-group footers
+    dataset/Norder=k/Dir=d/Npix=n.parquet
+
+:class:`PartitionedWriter` turns a stream of rows that arrive grouped by
+partition (in ``_healpix_29`` order for the main catalog, by target partition
+for margins) into one Parquet file per partition, with row groups of a fixed
+size, so at most one partition file is open at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from partition.layout import Partition, PartitionSet
+
+HEALPIX_COLUMN = "_healpix_29"
+
+
+@dataclass
+class WrittenPartition:
+    """A partition file as written: where, how many rows, per-column min/max."""
+
+    partition: Partition
+    path: Path
+    num_rows: int
+    stats: dict[str, list[Any]] = field(default_factory=dict)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, dt.datetime | dt.date):
+        return v.isoformat()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def footer_stats(meta: pq.FileMetaData) -> dict[str, list[Any]]:
+    """Column ``[min, max]`` over all row groups of a Parquet footer.
+
+    Columns whose statistics are missing in any row group (or are all NULL)
+    are left out: a missing entry means "unknown", never "empty".
+    """
+    out: dict[str, list[Any]] = {}
+    schema = meta.schema
+    for ci in range(meta.num_columns):
+        name = schema.column(ci).name
+        lo: Any = None
+        hi: Any = None
+        known = True
+        for rg in range(meta.num_row_groups):
+            st = meta.row_group(rg).column(ci).statistics
+            if st is None or not st.has_min_max:
+                if st is not None and st.null_count == meta.row_group(rg).num_rows:
+                    continue  # all NULL in this group: contributes nothing
+                known = False
+                break
+            lo = st.min if lo is None else min(lo, st.min)
+            hi = st.max if hi is None else max(hi, st.max)
+        if known and lo is not None:
+            out[name] = [_jsonable(lo), _jsonable(hi)]
+    return out
+
+
+class PartitionedWriter:
+    """Write rows grouped by partition into ``dataset/Norder=/Dir=/Npix=.parquet`` files.
+
+    Call :meth:`write` with batches whose partition indices (into
+    ``partitions``) never decrease across the whole stream; then
+    :meth:`close`. Rows of a partition are written in the order they arrive.
+    """
+
+    def __init__(
+        self,
+        catalog_dir: Path,
+        partitions: PartitionSet,
+        schema: pa.Schema,
+        *,
+        row_group_rows: int = 100_000,
+        compression: str = "zstd",
+    ) -> None:
+        self.catalog_dir = catalog_dir
+        self.dataset_dir = catalog_dir / "dataset"
+        self.partitions = partitions
+        self.schema = schema
+        self.row_group_rows = row_group_rows
+        self.compression = compression
+        self.written: list[WrittenPartition] = []
+        self._current: int = -1
+        self._writer: pq.ParquetWriter | None = None
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered = 0
+        self._rows_in_file = 0
+
+    def write(self, batch: pa.RecordBatch, part_index: np.ndarray) -> None:
+        """Append ``batch``; ``part_index[i]`` is the partition of row ``i``."""
+        if batch.num_rows == 0:
+            return
+        idx = np.asarray(part_index)
+        if idx[0] < self._current or np.any(idx[1:] < idx[:-1]):
+            raise ValueError("rows must arrive grouped by non-decreasing partition")
+        if idx[0] < 0:
+            raise ValueError("a row lies outside every partition")
+        cuts = np.flatnonzero(idx[1:] != idx[:-1]) + 1
+        starts = np.concatenate(([0], cuts))
+        ends = np.concatenate((cuts, [len(idx)]))
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            p = int(idx[s])
+            if p != self._current:
+                self._finish_file()
+                self._open(p)
+            self._append(batch.slice(s, e - s))
+
+    def close(self) -> list[WrittenPartition]:
+        """Finish the last file; return every partition written, in order."""
+        self._finish_file()
+        return self.written
+
+    def abort(self) -> None:
+        """Close an open file without recording it (the caller discards the directory)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # -- internals --------------------------------------------------------
+    def _open(self, p: int) -> None:
+        part = self.partitions[p]
+        path = self.dataset_dir / part.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = pq.ParquetWriter(
+            path,
+            self.schema,
+            compression=self.compression,
+            write_statistics=True,
+        )
+        self._current = p
+        self._rows_in_file = 0
+
+    def _append(self, batch: pa.RecordBatch) -> None:
+        self._buffer.append(batch)
+        self._buffered += batch.num_rows
+        while self._buffered >= self.row_group_rows:
+            self._flush(self.row_group_rows)
+
+    def _flush(self, rows: int) -> None:
+        assert self._writer is not None
+        table = pa.Table.from_batches(self._buffer, schema=self.schema)
+        head, rest = table.slice(0, rows), table.slice(rows)
+        self._writer.write_table(head, row_group_size=rows)
+        self._rows_in_file += head.num_rows
+        self._buffer = rest.to_batches()
+        self._buffered = rest.num_rows
+
+    def _finish_file(self) -> None:
+        if self._writer is None:
+            return
+        if self._buffered:
+            self._flush(self._buffered)
+        self._writer.close()
+        self._writer = None
+        part = self.partitions[self._current]
+        path = self.dataset_dir / part.path
+        meta = pq.read_metadata(path)
+        self.written.append(WrittenPartition(part, path, self._rows_in_file, footer_stats(meta)))
+
+
+def write_properties(catalog_dir: Path, properties: Mapping[str, Any]) -> None:
+    """Write ``hats.properties`` and its twin ``properties`` (java properties syntax)."""
+    lines = ["#HATS catalog"]
+    for key, value in properties.items():
+        if value is None:
+            continue
+        if isinstance(value, list | tuple):
+            value = " ".join(str(v) for v in value)
+        lines.append(f"{key}={value}")
+    text = "\n".join(lines) + "\n"
+    for name in ("hats.properties", "properties"):
+        (catalog_dir / name).write_text(text)
+
+
+def read_properties(catalog_dir: Path) -> dict[str, str]:
+    """Read ``hats.properties`` (or ``properties``) into a dict of strings."""
+    for name in ("hats.properties", "properties"):
+        p = catalog_dir / name
+        if p.is_file():
+            out: dict[str, str] = {}
+            for line in p.read_text().splitlines():
+                line = line.strip()
+                if not line or line.startswith(("#", "!")):
+                    continue
+                key, _, value = line.partition("=")
+                out[key.strip()] = value.strip()
+            return out
+    raise FileNotFoundError(f"{catalog_dir}: no hats.properties file")
+
+
+def write_catalog_metadata(
+    catalog_dir: Path,
+    schema: pa.Schema,
+    written: Iterable[WrittenPartition],
+) -> None:
+    """Write ``partition_info.csv``, ``dataset/_common_metadata`` and ``dataset/_metadata``."""
+    written = list(written)
+    dataset = catalog_dir / "dataset"
+    dataset.mkdir(parents=True, exist_ok=True)
+    rows = ["Norder,Npix"] + [f"{w.partition.order},{w.partition.pixel}" for w in written]
+    (catalog_dir / "partition_info.csv").write_text("\n".join(rows) + "\n")
+    pq.write_metadata(schema, dataset / "_common_metadata")
+    collector = []
+    for w in written:
+        meta = pq.read_metadata(w.path)
+        meta.set_file_path(w.path.relative_to(dataset).as_posix())
+        collector.append(meta)
+    pq.write_metadata(schema, dataset / "_metadata", metadata_collector=collector)
+
+
+def catalog_properties(
+    *,
+    name: str,
+    catalog_type: str,
+    ra_column: str | None,
+    dec_column: str | None,
+    total_rows: int,
+    max_rows: int,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The standard HATS properties of a catalog qcat writes."""
+    props: dict[str, Any] = {
+        "obs_collection": name,
+        "dataproduct_type": catalog_type,
+        "hats_nrows": total_rows,
+        "hats_col_ra": ra_column,
+        "hats_col_dec": dec_column,
+        "hats_col_healpix": HEALPIX_COLUMN,
+        "hats_col_healpix_order": 29,
+        "hats_max_rows": max_rows,
+        "hats_npix_suffix": ".parquet",
+        "hats_version": "v1.0",
+        "hats_builder": "qcat",
+        "hats_creation_date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M%Z"),
+    }
+    if extra:
+        props.update(extra)
+    return props

@@ -1,0 +1,240 @@
+"""Bad input gets a clear error naming the file, row or column, and loses nothing."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from qcat.metadata.store import MetadataStore
+from tests.conftest import DemoTables, RunQcat
+from tests.formats import write_as
+
+
+@pytest.fixture
+def published(tmp_path: Path, demo_small: DemoTables, run_qcat: RunQcat) -> Path:
+    """A data directory with demo.Object and demo.Source published."""
+    data = tmp_path / "data"
+    obj = write_as(demo_small.objects.slice(0, 1000), tmp_path / "o.parquet", "parquet")
+    keys = set(demo_small.objects["objectId"].slice(0, 1000).to_pylist())
+    mask = pa.array([k in keys for k in demo_small.sources["objectId"].to_pylist()])
+    src = write_as(demo_small.sources.filter(mask), tmp_path / "s.parquet", "parquet")
+    common = ["--data", data, "--schema", demo_small.schema, "--quiet", "--threshold", "300"]
+    run_qcat("ingest", *common, "--table", "demo.Object", obj)
+    run_qcat("ingest", *common, "--table", "demo.Source", src)
+    return data
+
+
+def state(data: Path) -> tuple:
+    store = MetadataStore.for_data_dir(data)
+    try:
+        return tuple(
+            (t.name, v.version, v.num_rows, v.path)
+            for t in store.tables()
+            if (v := store.current_version(t.name)) is not None
+        )
+    finally:
+        store.close()
+
+
+def ingest_fails(
+    run_qcat: RunQcat,
+    data: Path,
+    schema: Path,
+    table: str,
+    *files: Path,
+    extra: tuple[str, ...] = (),
+) -> str:
+    before = state(data)
+    proc = run_qcat(
+        "ingest",
+        "--data",
+        data,
+        "--schema",
+        schema,
+        "--table",
+        table,
+        "--quiet",
+        *extra,
+        *files,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert state(data) == before
+    assert run_qcat("admin", "verify", "--data", data).returncode == 0
+    assert not any((data / "staging").iterdir())
+    return proc.stderr
+
+
+def with_value(table: pa.Table, column: str, row: int, value: object) -> pa.Table:
+    values = table[column].to_pylist()
+    values[row] = value
+    i = table.column_names.index(column)
+    return table.set_column(i, column, pa.array(values, table.schema.field(column).type))
+
+
+def new_objects(demo: DemoTables) -> pa.Table:
+    return demo.objects.slice(1000, 500)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "words"),
+    [
+        ("coord_ra", float("nan"), "coord_ra"),
+        ("coord_dec", 91.5, "coord_dec"),
+        ("coord_ra", -3.0, "coord_ra"),
+    ],
+)
+def test_bad_positions_name_file_row_column(
+    column: str,
+    value: float,
+    words: str,
+    published: Path,
+    tmp_path: Path,
+    demo_small: DemoTables,
+    run_qcat: RunQcat,
+) -> None:
+    bad = with_value(new_objects(demo_small), column, 123, value)
+    f = write_as(bad, tmp_path / "bad.parquet", "parquet")
+    err = ingest_fails(run_qcat, published, demo_small.schema, "demo.Object", f)
+    assert "bad.parquet" in err and "row 123" in err and words in err
+
+
+def test_non_numeric_position_in_csv(
+    published: Path, tmp_path: Path, demo_small: DemoTables, run_qcat: RunQcat
+) -> None:
+    f = write_as(new_objects(demo_small), tmp_path / "bad.csv", "csv")
+    lines = f.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[41].split(",")
+    cells[header.index("coord_dec")] = "north"
+    lines[41] = ",".join(cells)
+    f.write_text("\n".join(lines) + "\n")
+    err = ingest_fails(run_qcat, published, demo_small.schema, "demo.Object", f)
+    assert "bad.csv" in err and "coord_dec" in err and "north" in err
+
+
+def test_missing_position_column(
+    published: Path, tmp_path: Path, demo_small: DemoTables, run_qcat: RunQcat
+) -> None:
+    f = write_as(
+        new_objects(demo_small).drop_columns(["coord_dec"]), tmp_path / "m.parquet", "parquet"
+    )
+    err = ingest_fails(run_qcat, published, demo_small.schema, "demo.Object", f)
+    assert "m.parquet" in err and "coord_dec" in err
+
+
+def test_schema_disagreement(
+    published: Path, tmp_path: Path, demo_small: DemoTables, run_qcat: RunQcat
+) -> None:
+    t = new_objects(demo_small)
+    t = t.append_column("surprise", pa.array(np.zeros(t.num_rows)))
+    f = write_as(t, tmp_path / "x.parquet", "parquet")
+    err = ingest_fails(run_qcat, published, demo_small.schema, "demo.Object", f)
+    assert "x.parquet" in err and "surprise" in err
+
+
+def test_duplicate_director_keys_across_files_and_published(
+    published: Path, tmp_path: Path, demo_small: DemoTables, run_qcat: RunQcat
+) -> None:
+    new = new_objects(demo_small)
+    dup_of_published = with_value(new, "objectId", 7, demo_small.objects["objectId"][3].as_py())
+    f1 = write_as(dup_of_published, tmp_path / "d1.parquet", "parquet")
+    err = ingest_fails(run_qcat, published, demo_small.schema, "demo.Object", f1)
+    assert "duplicate" in err and "d1.parquet row 7" in err and "published table" in err
+    f2 = write_as(new_objects(demo_small).slice(0, 10), tmp_path / "d2.parquet", "parquet")
+    f3 = write_as(new_objects(demo_small).slice(5, 10), tmp_path / "d3.parquet", "parquet")
+    err = ingest_fails(run_qcat, published, demo_small.schema, "demo.Object", f2, f3)
+    assert "5 duplicate" in err and "d3.parquet row 0" in err
+
+
+def test_orphan_children_rejected_or_kept(
+    published: Path, tmp_path: Path, demo_small: DemoTables, run_qcat: RunQcat
+) -> None:
+    src = demo_small.sources.slice(0, 200)
+    ids = pc.add(src["objectId"], pa.scalar(10**17, pa.int64()))
+    orphans = src.slice(0, 20).set_column(1, "objectId", ids.slice(0, 20))
+    f = write_as(orphans, tmp_path / "orph.parquet", "parquet")
+    err = ingest_fails(run_qcat, published, demo_small.schema, "demo.Source", f)
+    assert "20 row(s)" in err and "orph.parquet row 0" in err and "--orphans keep" in err
+    before = state(published)
+    run_qcat(
+        "ingest",
+        "--data",
+        published,
+        "--schema",
+        demo_small.schema,
+        "--table",
+        "demo.Source",
+        "--quiet",
+        "--orphans",
+        "keep",
+        f,
+    )
+    after = dict((n, r) for n, _, r, _ in state(published))
+    assert after["demo.Source"] == dict((n, r) for n, _, r, _ in before)["demo.Source"] + 20
+
+
+def test_truncated_file(
+    published: Path, tmp_path: Path, demo_small: DemoTables, run_qcat: RunQcat
+) -> None:
+    f = write_as(new_objects(demo_small), tmp_path / "cut.parquet", "parquet")
+    raw = f.read_bytes()
+    f.write_bytes(raw[: len(raw) // 2])
+    err = ingest_fails(run_qcat, published, demo_small.schema, "demo.Object", f)
+    assert "cut.parquet" in err
+
+
+def test_missing_input_file(
+    published: Path, tmp_path: Path, demo_small: DemoTables, run_qcat: RunQcat
+) -> None:
+    err = ingest_fails(
+        run_qcat, published, demo_small.schema, "demo.Object", tmp_path / "nowhere.parquet"
+    )
+    assert "nowhere.parquet" in err and "not found" in err
+
+
+def test_write_error_while_writing(
+    published: Path, tmp_path: Path, demo_small: DemoTables, run_qcat: RunQcat
+) -> None:
+    """A write that the OS refuses (file size limit, as on a full disk) fails cleanly."""
+    f = write_as(new_objects(demo_small), tmp_path / "ok.parquet", "parquet")
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    before = state(published)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qcat",
+            "ingest",
+            "--data",
+            str(published),
+            "--schema",
+            str(demo_small.schema),
+            "--table",
+            "demo.Object",
+            "--quiet",
+            str(f),
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit_file_size,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "unchanged" in proc.stderr or "File too large" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert state(published) == before
+    assert run_qcat("admin", "verify", "--data", published).returncode == 0
