@@ -23,7 +23,12 @@ import pyarrow.parquet as pq
 from partition.checksums import sha256_file
 from partition.director_index import write_director_index
 from partition.hats_writer import HEALPIX_COLUMN, footer_stats, read_properties
-from partition.ingest import INDEX_FILE, IngestOptions, IngestResult
+from partition.ingest import (
+    INDEX_FILE,
+    IngestOptions,
+    IngestResult,
+    current_version_or_none,
+)
 from partition.layout import Partition, PartitionSet
 from partition.transaction import publish_dir, recover, table_dir, table_lock
 from qcat.errors import IngestError, SchemaError
@@ -106,7 +111,7 @@ def attach_catalog(
     try:
         with table_lock(data_dir, name.lower()):
             recover(data_dir, store, holding=name.lower())
-            old = store.current_version(name)
+            old = current_version_or_none(store, name)
             work_rel = f"staging/{name.lower()}-{time.time_ns()}"
             work = data_dir / work_rel
             work.mkdir(parents=True)

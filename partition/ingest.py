@@ -56,7 +56,7 @@ from partition.stage import (
 )
 from partition.transaction import publish_dir, recover, table_dir, table_lock
 from qcat.config import SETTINGS
-from qcat.errors import IngestError, InputError, QcatError, SchemaError
+from qcat.errors import IngestError, InputError, NotFoundError, QcatError, SchemaError
 from qcat.metadata.records import FileRecord, InputFileRecord, PartitionRecord, VersionRecord
 from qcat.metadata.store import MetadataStore
 from qcat.progress import progress
@@ -67,6 +67,14 @@ MARGIN_DIR = "margin"
 CATALOG_DIR = "catalog"
 INDEX_FILE = "index/director_index.parquet"
 PLAIN_FILE = "table.parquet"
+
+
+def current_version_or_none(store: MetadataStore, name: str) -> VersionRecord | None:
+    """The published version of ``name``, or ``None`` for a table never ingested."""
+    try:
+        return store.current_version(name)
+    except NotFoundError:
+        return None
 
 
 def _setting(name: str) -> float | int | str:
@@ -119,6 +127,11 @@ def _connect(tmp_dir: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET temp_directory = {_sql_str(tmp_dir)}")
     con.execute("SET preserve_insertion_order = false")
     return con
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    """The single integer a query returns."""
+    return int(con.sql(sql).fetchall()[0][0])
 
 
 def _input_records(inputs: Sequence[Path]) -> list[InputFileRecord]:
@@ -225,18 +238,19 @@ class _Build:
         if key is None:
             return
         k = _ident(key)
-        dup = self.con.sql(
-            f"SELECT {k} AS k, count(*) AS n, "
+        self.con.execute(
+            f"CREATE TEMP TABLE duplicates AS SELECT {k} AS k, count(*) AS n, "
             f"list({SOURCE_COLUMN} ORDER BY {SOURCE_COLUMN}, {ROW_COLUMN})[1:3] AS srcs, "
             f"list({ROW_COLUMN} ORDER BY {SOURCE_COLUMN}, {ROW_COLUMN})[1:3] AS rows "
-            f"FROM src GROUP BY {k} HAVING count(*) > 1 ORDER BY {k}"
+            f"FROM src GROUP BY {k} HAVING count(*) > 1"
         )
-        total = self.con.sql(f"SELECT count(*) FROM ({dup.sql_query()})").fetchone()
-        n_dup = int(total[0]) if total else 0
+        n_dup = _scalar(self.con, "SELECT count(*) FROM duplicates")
         if n_dup == 0:
             return
         examples = []
-        for k_val, n, srcs, rows in dup.limit(5).fetchall():
+        for k_val, n, srcs, rows in self.con.sql(
+            "SELECT * FROM duplicates ORDER BY k LIMIT 5"
+        ).fetchall():
             places = "; ".join(self.where(s, r) for s, r in zip(srcs, rows, strict=False))
             examples.append(f"{key}={k_val} appears {n} times ({places})")
         raise IngestError(
@@ -258,17 +272,18 @@ class _Build:
             f"CREATE TEMP TABLE director_keys AS SELECT {_ident(ref)} AS k, {HEALPIX_COLUMN} AS h "
             f"FROM read_parquet({_file_list(files)})"
         )
-        orphans = self.con.sql(
-            f"SELECT s.{fk} AS k, {SOURCE_COLUMN} AS s, {ROW_COLUMN} AS r FROM src s "
-            f"ANTI JOIN director_keys d ON s.{fk} = d.k"
+        self.con.execute(
+            f"CREATE TEMP TABLE orphans AS SELECT s.{fk} AS k, {SOURCE_COLUMN} AS s, "
+            f"{ROW_COLUMN} AS r FROM src s ANTI JOIN director_keys d ON s.{fk} = d.k"
         )
-        row = self.con.sql(f"SELECT count(*) FROM ({orphans.sql_query()})").fetchone()
-        n_orphans = int(row[0]) if row else 0
+        n_orphans = _scalar(self.con, "SELECT count(*) FROM orphans")
         self.orphans = n_orphans
         if n_orphans and self.options.orphans == "reject":
             examples = "; ".join(
                 f"{self.spec.director_fk_column}={k} at {self.where(s, r)}"
-                for k, s, r in orphans.order_by("s, r").limit(5).fetchall()
+                for k, s, r in self.con.sql(
+                    "SELECT k, s, r FROM orphans ORDER BY s, r LIMIT 5"
+                ).fetchall()
             )
             raise IngestError(
                 f"{self.spec.qualified_name}: {n_orphans} row(s) refer to a "
@@ -493,7 +508,7 @@ def ingest_table(
     try:
         with table_lock(data_dir, key):
             recover(data_dir, store, holding=key)
-            old = store.current_version(name)
+            old = current_version_or_none(store, name)
             if old is not None:
                 old_spec = store.table(name).spec
                 _check_compatible(old_spec, spec)
@@ -515,7 +530,7 @@ def ingest_table(
             director = director_spec = None
             if spec.kind == "child":
                 assert spec.director_table
-                director = store.current_version(spec.director_table)
+                director = current_version_or_none(store, spec.director_table)
                 if director is None:
                     raise IngestError(
                         f"{name} is a child of {spec.director_table}, which has no data yet: "
@@ -614,8 +629,7 @@ def _build_version(
     result.rows_added = staged.rows
     build.con.execute(f"CREATE TEMP VIEW src AS {build.source_sql(staged.files, old)}")
     build.check_unique_keys()
-    row = build.con.sql("SELECT count(*) FROM src").fetchone()
-    total = int(row[0]) if row else 0
+    total = _scalar(build.con, "SELECT count(*) FROM src")
 
     partitions: list[WrittenPartition] = []
     margin_written: list[WrittenPartition] = []

@@ -122,8 +122,8 @@ def test_layout_index_margins_and_hats(
     assert margin.catalog_info.margin_threshold == 60.0
     n = duckdb.sql(
         f"SELECT count(*) FROM read_parquet('{data / version.path}/catalog/dataset/**/*.parquet')"
-    ).fetchone()
-    assert n == (demo_small.objects.num_rows,)
+    ).fetchall()
+    assert n == [(demo_small.objects.num_rows,)]
 
 
 def _arc_distance_deg(ra1, dec1, ra2, dec2):  # type: ignore[no-untyped-def]

@@ -67,8 +67,10 @@ def check_column_names(path: str, found: Sequence[str], wanted: Sequence[str]) -
 
 
 def describe_type(felis: str | None, arrow_type: pa.DataType) -> str:
-    """``double (float64)``: the Felis name of a stored type with its Arrow type."""
-    return f"{felis} ({arrow_type})" if felis else str(arrow_type)
+    """``int (int32)``: the Felis name of a stored type with its Arrow type."""
+    if not felis or felis == str(arrow_type):
+        return felis or str(arrow_type)
+    return f"{felis} ({arrow_type})"
 
 
 def felis_name(spec: TableSpec | None, field: pa.Field) -> str | None:

@@ -12,7 +12,8 @@ Conventions (written down because CSV has none of its own):
   ``repr``) or ``%.17g`` comes back bit-identical.
 - Booleans are ``true``/``True``/``TRUE``/``1`` and ``false``/``False``/``FALSE``/``0``.
 - A quoted value may not contain a line break (each row is one line), which is
-  what lets an error give the file's line number.
+  what lets an error give the file's line number. Empty lines are skipped,
+  except in a one-column file, where an empty line is a NULL value.
 - Without a Felis schema the column types are inferred from the first block
   (a few MB) of rows; a column with no value there is read as strings and a
   date-only column as a timestamp.
@@ -103,29 +104,41 @@ class CsvInput(InputFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._delimiter = "\t" if is_tab_separated(path) else ","
-        self._invalid_rows: list[pacsv.InvalidRow] = []
+        self._blank_lines_are_rows = False
         with self._open(None) as reader:
             self._inferred = reader.schema
         self._check_header(self._inferred.names)
+        # With one column an empty line is a NULL value; with more it can only be noise.
+        self._blank_lines_are_rows = len(self._inferred) == 1
 
     # -- opening ----------------------------------------------------------
 
     def _options(
-        self, column_types: dict[str, pa.DataType] | None, *, diagnosing: bool
+        self,
+        column_types: dict[str, pa.DataType] | None,
+        invalid_rows: list[pacsv.InvalidRow] | None = None,
     ) -> dict[str, Any]:
-        """open_csv keyword arguments; diagnosing reads single-threaded to number rows."""
-        invalid_rows: list[pacsv.InvalidRow] = []
+        """open_csv keyword arguments.
 
-        def on_invalid_row(row: pacsv.InvalidRow) -> str:
-            invalid_rows.append(row)
-            return "error"
+        Given ``invalid_rows`` (when locating an error), rows with the wrong
+        number of fields are collected there and the file is read on one
+        thread, so pyarrow numbers the rows.
+        """
+        handler = None
+        if invalid_rows is not None:
 
-        self._invalid_rows = invalid_rows
+            def handler(row: pacsv.InvalidRow) -> str:
+                invalid_rows.append(row)
+                return "error"
+
         return {
-            "read_options": pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=not diagnosing),
+            "read_options": pacsv.ReadOptions(
+                block_size=BLOCK_BYTES, use_threads=invalid_rows is None
+            ),
             "parse_options": pacsv.ParseOptions(
                 delimiter=self._delimiter,
-                invalid_row_handler=on_invalid_row if diagnosing else None,
+                ignore_empty_lines=not self._blank_lines_are_rows,
+                invalid_row_handler=handler,
             ),
             "convert_options": pacsv.ConvertOptions(
                 column_types=column_types,
@@ -140,7 +153,7 @@ class CsvInput(InputFile):
     def _open(self, column_types: dict[str, pa.DataType] | None) -> pacsv.CSVStreamingReader:
         """Open a streaming reader; ``column_types`` None means infer the types."""
         try:
-            return pacsv.open_csv(self.path, **self._options(column_types, diagnosing=False))
+            return pacsv.open_csv(self.path, **self._options(column_types))
         except pa.ArrowInvalid as e:
             if "Empty CSV file" in str(e):
                 raise self.error(
@@ -214,9 +227,10 @@ class CsvInput(InputFile):
         Rows before ``rows_ok`` were read without trouble and are not checked.
         """
         raw_types = {name: pa.binary() for name in types} if types else None
+        invalid_rows: list[pacsv.InvalidRow] = []
         row = 0
         try:
-            with pacsv.open_csv(self.path, **self._options(raw_types, diagnosing=True)) as reader:
+            with pacsv.open_csv(self.path, **self._options(raw_types, invalid_rows)) as reader:
                 for piece in reader:
                     if types and row + piece.num_rows > rows_ok:
                         found = self._first_bad_field(piece, types, max(0, rows_ok - row))
@@ -227,8 +241,8 @@ class CsvInput(InputFile):
                             )
                     row += piece.num_rows
         except pa.ArrowInvalid as e:
-            if self._invalid_rows:
-                return self._bad_row(self._invalid_rows[0], row)
+            if invalid_rows:
+                return self._bad_row(invalid_rows[0], row)
             return self.error(f"cannot parse the file after row {row}: {reason(e)}")
         except (OSError, pa.ArrowException) as e:
             return self.error(f"cannot read the file: {reason(e)}")
@@ -254,9 +268,9 @@ class CsvInput(InputFile):
             what = f"is not a valid {describe_type(_felis_of(target), target)}"
         return self.error(f"value {text!r} {what}{self._line_note(row)}", row=row, column=column)
 
-    def _bad_row(self, invalid: pacsv.InvalidRow, rows_before: int) -> InputError:
+    def _bad_row(self, invalid: pacsv.InvalidRow, block_start: int) -> InputError:
         # pyarrow numbers rows from 1 with the header as row 1 and skips empty lines.
-        row = invalid.number - _FIRST_DATA_LINE if invalid.number is not None else rows_before
+        row = invalid.number - _FIRST_DATA_LINE if invalid.number is not None else block_start
         return self.error(
             f"expected {invalid.expected_columns} fields, found {invalid.actual_columns}: "
             f"{invalid.text!r}{self._line_note(row)}",
@@ -264,15 +278,16 @@ class CsvInput(InputFile):
         )
 
     def _line_note(self, row: int) -> str:
-        line = self.line_number(row)
+        line = self._line_number(row)
         return f" (line {line})" if line is not None else ""
 
-    def line_number(self, row: int) -> int | None:
-        """1-based line of data row ``row`` (0-based), counting the header and empty lines."""
+    def _line_number(self, row: int) -> int | None:
+        """1-based line of data row ``row`` (0-based), counting the header and skipped lines."""
         wanted = row
         with self._open_text() as lines:
             for line_number, line in enumerate(lines, start=1):
-                if line_number < _FIRST_DATA_LINE or not line.rstrip(b"\r\n"):
+                blank = not line.rstrip(b"\r\n")
+                if line_number < _FIRST_DATA_LINE or (blank and not self._blank_lines_are_rows):
                     continue
                 if wanted == 0:
                     return line_number

@@ -244,6 +244,7 @@ class FitsInput(InputFile):
     def batches(self, wanted: pa.Schema, batch_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
         """Decoded row slices of at most ``batch_rows`` rows."""
         nullable = {f.name: f.nullable for f in wanted}
+        schema = self.schema()
         with self._uncompressed() as data_path:
             self._check_size(data_path)
             if self._rows == 0:
@@ -261,7 +262,7 @@ class FitsInput(InputFile):
                     self._decode(column, chunk[f"c{i}"], start, nullable.get(column.name, True))
                     for i, column in enumerate(self._columns)
                 ]
-                yield start, pa.RecordBatch.from_arrays(arrays, schema=self.schema())
+                yield start, pa.RecordBatch.from_arrays(arrays, schema=schema)
             del records
 
     @contextmanager

@@ -16,6 +16,8 @@ Conventions:
   it, so NaN reads as NULL.
 - TABLEDATA cannot tell an empty string from a null one: an empty string is
   NULL when the wanted column is nullable and the empty string otherwise.
+  astropy strips the white space around TABLEDATA cell values, so strings
+  lose leading and trailing spaces.
 - A value astropy would silently change (an unparsable float taken as empty,
   an integer out of range, a string longer than its arraysize) is an error.
 """
@@ -96,7 +98,9 @@ class VotableInput(InputFile):
                 "short, int, long, float, double and char/unicodeChar strings): "
                 + ", ".join(unsupported)
             )
-        self._schema = pa.schema([pa.field(f.name, _ARROW_TYPES[f.datatype]) for f in table.fields])
+        self._schema = pa.schema(
+            [pa.field(f.name or f.ID, _ARROW_TYPES[f.datatype]) for f in table.fields]
+        )
         array = table.array
         self._values = [np.ma.getdata(array[name]) for name in array.dtype.names]
         self._masks = [np.ma.getmaskarray(array[name]) for name in array.dtype.names]
@@ -109,25 +113,31 @@ class VotableInput(InputFile):
     def batches(self, wanted: pa.Schema, batch_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
         """Slices of the parsed table of at most ``batch_rows`` rows."""
         nullable = {f.name: f.nullable for f in wanted}
+        columns = list(zip(self._schema, self._values, self._masks, strict=True))
         for start in range(0, self._rows, batch_rows):
             stop = start + batch_rows
             arrays = [
-                self._column(field, values[start:stop], mask[start:stop], nullable)
-                for field, values, mask in zip(self._schema, self._values, self._masks, strict=True)
+                self._column(field, values[start:stop], mask[start:stop], start, nullable)
+                for field, values, mask in columns
             ]
             yield start, pa.RecordBatch.from_arrays(arrays, schema=self._schema)
 
-    @staticmethod
     def _column(
+        self,
         field: pa.Field,
         values: np.ndarray[Any, Any],
         mask: np.ndarray[Any, Any],
+        first_row: int,
         nullable: dict[str, bool],
     ) -> pa.Array:
-        if pa.types.is_string(field.type):
-            column = pa.array(values, type=pa.string(), mask=mask)
-            if nullable.get(field.name, True):
-                empty = pc.equal(column, "")
-                column = pc.if_else(empty, pa.scalar(None, pa.string()), column)
-            return column
-        return pa.array(values, type=field.type, mask=mask)
+        try:
+            column = pa.array(values, type=field.type, mask=mask)
+        except (pa.ArrowException, TypeError, ValueError) as e:
+            raise self.error(
+                f"rows {first_row} to {first_row + len(values) - 1} do not convert to "
+                f"{field.type}: {reason(e)}",
+                column=field.name,
+            ) from e
+        if pa.types.is_string(field.type) and nullable.get(field.name, True):
+            column = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+        return column

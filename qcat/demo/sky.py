@@ -165,7 +165,7 @@ def in_bright_star_halo(vectors: np.ndarray) -> np.ndarray:
 
 
 def _draw_galactic(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``n`` unmasked-or-not draws of (l, b, component) from the sky model."""
+    """``n`` draws of (l, b, component) from the sky model, before masking."""
     shares = np.array([COMPONENT_FRACTIONS[c] for c in Component])
     component = np.searchsorted(np.cumsum(shares), rng.random(n), side="right")
     component = np.minimum(component, len(shares) - 1).astype(np.int8)
