@@ -1,97 +1,163 @@
 """Margin (overlap) rows: rows outside a partition but within a width of it.
 
-The margin catalog of partition P holds every row that is not in P and
-whose angular distance to P's region is at most the margin width, so a
-neighbour search around any row of P can be answered from P plus its
-margin.
+The margin catalog of partition P holds every row that is not in P and whose
+angular distance to P's region is at most the margin width, so a neighbour
+search of that radius around any row of P is answered by P plus its margin.
 
-Finding them: candidates come from the row's pixel and its eight neighbours
-at the *margin order*, an order whose pixels are so much wider than the
-margin that a disc of that radius around a row never reaches beyond them.
-Each candidate partition is then tested exactly: the distance from the row
-to the partition's boundary, with the HEALPix edges (which are not great
-circles) followed by great-circle arcs between boundary samples at most
-:data:`SEGMENT_DEG` apart. A chord of that length departs from the true edge
-by less than 0.02 arcsec, which is the tolerance of the test.
+How :func:`margin_pairs` finds them, for each row:
+
+1. Candidates. At the *margin order* k (:func:`margin_order_for`) a disc of
+   radius ``width`` around a point never leaves the point's pixel and its
+   (up to eight) neighbours. Every partition overlapping one of those pixels
+   is a candidate, except the row's own partition.
+2. What to measure. A candidate partition of order <= k contains the whole
+   order-k pixel q it was found through. If the row is within ``width`` of
+   the partition, the nearest point of the partition lies in the disc, hence
+   in one of those order-k pixels, so measuring the distance to each such q
+   decides exactly. A deeper partition is measured to directly. Either way
+   the measured pixel is no larger than an order-k pixel, which keeps the
+   exact test cheap.
+3. Cheap bounds. A pixel's centre lies in it and all of it lies within
+   ``max_pixrad`` of the centre: a centre within ``width`` accepts, a centre
+   farther than ``width + max_pixrad`` rejects.
+4. Exact test. HEALPix edges are not great circles. The boundary is sampled
+   (``healpy.boundaries``, ``step`` points per edge) and the distance to the
+   closed polyline of great-circle arcs through the samples is computed
+   exactly. That polyline lies within ``EDGE_SAG * size / step**2`` of the
+   true boundary, so the true distance lies within the same amount of the
+   computed one. Pairs this does not decide are sampled four times more
+   densely, until the bound is below :func:`margin_tolerance_arcsec`.
+
+All geometry is done on unit vectors, so the RA wrap needs no special case and
+the poles none either; at the eight vertices where only three base pixels
+meet, pixels have seven neighbours (healpy reports -1 for the missing one).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import healpy as hp
 import numpy as np
 
 from partition.layout import HEALPIX_ORDER, PartitionSet
+from qcat.errors import ConfigError
 
-#: Longest boundary segment in the exact distance test, degrees.
-SEGMENT_DEG = 0.05
-#: Pairs evaluated at once in the distance test (bounds memory).
-_PAIR_BLOCK = 1_000_000
+ARCSEC_RAD = math.pi / (180.0 * 3600.0)
+
+#: Reach of a pixel's neighbourhood, in radians times ``nside``: from any
+#: point of an order-k pixel, the sky outside that pixel and its neighbours is
+#: at least ``NEIGHBOURHOOD_REACH / 2**k`` radians away. Measured over every
+#: pixel of orders 0-3 and, up to order 9, around the poles, the base-pixel
+#: vertices and at random, the smallest such distance is 0.62 / nside (in the
+#: polar caps beside the base-pixel boundaries; it tends to 0.625 / nside at
+#: high order and is 0.80 / nside at order 0). 0.5 keeps 20% in hand.
+NEIGHBOURHOOD_REACH = 0.5
+
+#: Largest gap between a pixel edge and the great-circle arcs through
+#: ``step`` uniform samples per edge, as ``EDGE_SAG * size / step**2`` with
+#: ``size = sqrt(pi / 3) / nside``. Measured: at most 0.207 (pixels touching
+#: the poles, whose edges bend on the scale of the pixel); far from the poles
+#: the gap also shrinks with the pixel size. 0.25 keeps 20% in hand.
+EDGE_SAG = 0.25
+
+#: Rounding of the unit-vector arithmetic, radians (2e-9 arcsec).
+ROUNDING_RAD = 1e-14
+
+#: Boundary samples per edge in the first exact pass; later passes use 4x more.
+FIRST_STEP = 4
+#: Most samples per edge ever used; past it the test decides on that sampling.
+MAX_STEP = 4096
+#: Most samples per edge :func:`distance_to_pixel_arcsec` uses on one pixel;
+#: a larger pixel is measured through its sub-pixels instead.
+DIRECT_MAX_STEP = 256
+
+#: Work sizes that bound memory: rows per block, candidate (row, partition)
+#: pairs per batch, boundary samples held per pass of the distance kernel.
+ROW_BLOCK = 1 << 16
+CANDIDATE_BUDGET = 1 << 21
+SAMPLE_BUDGET = 1 << 18
 
 
 def margin_order_for(width_arcsec: float) -> int:
-    """Deepest order whose pixels are at least three margin widths across.
+    """Deepest HEALPix order whose pixels' neighbourhoods reach past ``width_arcsec``.
 
-    HEALPix pixels of order k are about ``resol(k)`` across and never less
-    than about half of that in any direction (the narrowest are near the
-    poles), so with ``resol >= 3 * width`` a disc of radius ``width`` around
-    a row stays inside the row's pixel and its eight neighbours.
+    At the returned order k, a disc of radius ``width_arcsec`` around any
+    point lies within the point's order-k pixel and its neighbours. The bound
+    relied on is :data:`NEIGHBOURHOOD_REACH`: ``width <= 0.5 / 2**k`` radians
+    (the measured reach is at least 0.62 / 2**k). 60 arcsec gives order 10,
+    1 arcsec order 16, 1 degree order 4. Raises :class:`ConfigError` for a
+    width that is not positive and finite or is above 0.5 rad (28.6 degrees).
     """
-    for order in range(HEALPIX_ORDER, -1, -1):
-        resol_arcsec = math.degrees(hp.nside2resol(1 << order)) * 3600
-        if resol_arcsec >= 3 * width_arcsec:
-            return order
-    raise ValueError(f"margin width {width_arcsec} arcsec is too large (at most ~5 degrees)")
-
-
-def _unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
-    ra = np.radians(ra_deg)
-    dec = np.radians(dec_deg)
-    cd = np.cos(dec)
-    return np.stack([cd * np.cos(ra), cd * np.sin(ra), np.sin(dec)], axis=-1)
-
-
-def _boundary(order: int, pixel: int) -> np.ndarray:
-    """Unit vectors around the pixel's boundary, at most SEGMENT_DEG apart."""
-    edge_deg = math.degrees(hp.nside2resol(1 << order))
-    step = max(1, math.ceil(edge_deg * 1.5 / SEGMENT_DEG))
-    return np.asarray(hp.boundaries(1 << order, pixel, step=step, nest=True)).T
-
-
-def _distance_to_polygon_deg(points: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """Angular distance (deg) from unit vectors to a closed polyline of great-circle arcs."""
-    a = ring
-    b = np.roll(ring, -1, axis=0)
-    n = np.cross(a, b)
-    n /= np.linalg.norm(n, axis=1, keepdims=True)
-    out = np.empty(len(points))
-    block = max(1, _PAIR_BLOCK // len(ring))
-    for s in range(0, len(points), block):
-        p = points[s : s + block]
-        # distance to each arc's great circle, valid where the foot lies on the arc
-        sin_d = p @ n.T
-        foot = p[:, None, :] - sin_d[..., None] * n[None, :, :]
-        on_arc = (np.einsum("ijk,jk->ij", np.cross(a[None], foot), n) >= 0) & (
-            np.einsum("ijk,jk->ij", np.cross(foot, b[None]), n) >= 0
+    width = _width_rad(width_arcsec)
+    if width > NEIGHBOURHOOD_REACH:
+        limit = NEIGHBOURHOOD_REACH / ARCSEC_RAD
+        raise ConfigError(
+            f"margin width {width_arcsec} arcsec is too large (width_arcsec); "
+            f"at most {limit:.0f} arcsec"
         )
-        d_line = np.abs(np.arcsin(np.clip(sin_d, -1, 1)))
-        d_vertex = np.arccos(np.clip(p @ a.T, -1, 1))
-        d = np.where(on_arc, np.minimum(d_line, d_vertex), d_vertex)
-        out[s : s + block] = d.min(axis=1)
-    return np.degrees(out)
+    order = min(HEALPIX_ORDER, math.floor(math.log2(NEIGHBOURHOOD_REACH / width)))
+    # log2 can round across an integer; settle the exact condition directly.
+    while NEIGHBOURHOOD_REACH / (1 << order) < width:
+        order -= 1
+    while order < HEALPIX_ORDER and NEIGHBOURHOOD_REACH / (1 << (order + 1)) >= width:
+        order += 1
+    return order
+
+
+def margin_tolerance_arcsec(width_arcsec: float) -> float:
+    """How close to ``width_arcsec`` a distance may be and still be misjudged.
+
+    :func:`margin_pairs` decides every (row, partition) pair correctly whose
+    true distance differs from the width by more than this: 1e-4 of the
+    width, at most 1 milliarcsecond (for widths up to about 4.5 degrees;
+    beyond, :data:`MAX_STEP` caps the sampling and the bound grows slowly).
+    """
+    return min(1e-3, 1e-4 * _width_rad(width_arcsec) / ARCSEC_RAD)
 
 
 def distance_to_pixel_arcsec(
-    ra_deg: np.ndarray, dec_deg: np.ndarray, order: int, pixel: int
+    ra_deg: np.ndarray,
+    dec_deg: np.ndarray,
+    order: int,
+    pixel: int,
+    *,
+    max_error_arcsec: float = 1e-3,
 ) -> np.ndarray:
-    """Angular distance (arcsec) from each point to the pixel's region; 0 inside."""
-    from partition.healpix import radec_to_healpix29
+    """Angular distance in arcsec from each point to a NESTED pixel's region; 0 inside.
 
-    pts = _unit_vectors(np.asarray(ra_deg, float), np.asarray(dec_deg, float))
-    d = _distance_to_polygon_deg(pts, _boundary(order, pixel)) * 3600
-    inside = (radec_to_healpix29(ra_deg, dec_deg) >> (2 * (HEALPIX_ORDER - order))) == pixel
-    return np.where(inside, 0.0, d)
+    Uses the same boundary-polyline kernel as :func:`margin_pairs`, sampled so
+    the result is within ``max_error_arcsec`` of the true distance. A pixel
+    too large for that is measured through its sub-pixels at a deeper order
+    (the distance to a region is the smallest distance to its parts), keeping
+    only sub-pixels that can hold the nearest point; the cost stays small for
+    points near the pixel and grows for points far from a large pixel.
+    """
+    if not 0 <= order <= HEALPIX_ORDER:
+        raise ValueError(f"order must be between 0 and {HEALPIX_ORDER}, got {order}")
+    if not 0 <= pixel < 12 << (2 * order):
+        raise ValueError(f"pixel {pixel} does not exist at order {order}")
+    if not (math.isfinite(max_error_arcsec) and max_error_arcsec > 0):
+        raise ValueError(f"max_error_arcsec must be positive, got {max_error_arcsec}")
+    points = _unit_vectors(ra_deg, dec_deg)
+    out = np.zeros(len(points))
+    if len(points) == 0:
+        return out
+    error = max_error_arcsec * ARCSEC_RAD
+    inside = hp.vec2pix(1 << order, *points.T, nest=True) == pixel
+    work_order = order
+    while work_order < HEALPIX_ORDER and _sag_bound(work_order, DIRECT_MAX_STEP) > error:
+        work_order += 1
+    step = 1
+    while step < DIRECT_MAX_STEP and _sag_bound(work_order, step) > error:
+        step *= 2
+    rows, pixels = _nearest_subpixels(points, np.flatnonzero(~inside), order, pixel, work_order)
+    d = _polyline_distance(points[rows], work_order, pixels, step)
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    if len(starts):
+        out[rows[starts]] = np.minimum.reduceat(d, starts)
+    return out / ARCSEC_RAD
 
 
 def margin_pairs(
@@ -101,46 +167,224 @@ def margin_pairs(
     partitions: PartitionSet,
     width_arcsec: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(row, partition)`` pairs: row lies outside the partition, within ``width``.
+    """``(row_index, partition_index)`` pairs: rows in the margin of ``partitions[i]``.
 
-    Sorted by partition index, then row.
+    Row r is in the margin of partition i when r lies outside it and its
+    angular distance to the partition's region is at most ``width_arcsec``
+    (exact up to :func:`margin_tolerance_arcsec`). ``healpix29`` is each
+    row's order-29 index (:func:`partition.healpix.radec_to_healpix29`); rows
+    in no partition still join the margins of partitions near them. Both
+    arrays are int64, sorted by partition index, then row index.
     """
-    h = np.asarray(healpix29, dtype=np.int64)
-    empty = (np.empty(0, np.int64), np.empty(0, np.int64))
-    if len(h) == 0 or len(partitions) == 0:
-        return empty
-    k = margin_order_for(width_arcsec)
-    shift = 2 * (HEALPIX_ORDER - k)
-    pix = h >> shift
-    neighbours = hp.get_all_neighbours(1 << k, pix, nest=True)  # (8, n), -1 where none
-    cand = np.vstack([pix[None, :], np.asarray(neighbours, dtype=np.int64)])
-    rows = np.broadcast_to(np.arange(len(h)), cand.shape).ravel()
-    cand = cand.ravel()
-    ok = cand >= 0
-    rows, cand = rows[ok], cand[ok]
-    # partitions overlapping each candidate pixel's order-29 range
-    lo, hi = cand << shift, (cand + 1) << shift
-    first = np.searchsorted(partitions.ends, lo, side="right")
-    last = np.searchsorted(partitions.starts, hi, side="left")
-    count = np.maximum(last - first, 0)
-    rows = np.repeat(rows, count)
-    offsets = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-    parts = np.repeat(first, count) + offsets
-    own = partitions.locate(h)
-    keep = parts != own[rows]
-    rows, parts = rows[keep], parts[keep]
-    if len(rows) == 0:
-        return empty
-    pairs = np.unique(parts * len(h) + rows)
-    parts, rows = pairs // len(h), pairs % len(h)
     ra = np.asarray(ra_deg, dtype=np.float64)
     dec = np.asarray(dec_deg, dtype=np.float64)
-    width_deg = width_arcsec / 3600.0
-    selected = np.zeros(len(rows), dtype=bool)
-    bounds = np.flatnonzero(np.diff(parts)) + 1
-    for s, e in zip(np.r_[0, bounds], np.r_[bounds, len(parts)], strict=True):
-        part = partitions[int(parts[s])]
-        r = rows[s:e]
-        d = _distance_to_polygon_deg(_unit_vectors(ra[r], dec[r]), _boundary(part.order, part.pixel))
-        selected[s:e] = d <= width_deg
-    return rows[selected].astype(np.int64), parts[selected].astype(np.int64)
+    h29 = np.asarray(healpix29, dtype=np.int64)
+    if not ra.shape == dec.shape == h29.shape or ra.ndim != 1:
+        raise ValueError(
+            f"ra, dec and healpix29 must be 1-d and equally long: "
+            f"{ra.shape}, {dec.shape}, {h29.shape}"
+        )
+    order = margin_order_for(width_arcsec)
+    width = width_arcsec * ARCSEC_RAD
+    tolerance = margin_tolerance_arcsec(width_arcsec) * ARCSEC_RAD
+    part_order = np.array([p.order for p in partitions], dtype=np.int64)
+    part_pixel = np.array([p.pixel for p in partitions], dtype=np.int64)
+    found_rows: list[np.ndarray] = [np.empty(0, np.int64)]
+    found_parts: list[np.ndarray] = [np.empty(0, np.int64)]
+    for start in range(0, len(h29) if len(partitions) else 0, ROW_BLOCK):
+        stop = min(start + ROW_BLOCK, len(h29))
+        points = _unit_vectors(ra[start:stop], dec[start:stop])
+        for rows, parts, cells in _candidates(h29[start:stop], partitions, order):
+            deep = part_order[parts] > order
+            test_order = np.where(deep, part_order[parts], order)
+            test_pixel = np.where(deep, part_pixel[parts], cells)
+            hit = _within(points[rows], test_order, test_pixel, width, tolerance)
+            found_rows.append(rows[hit] + start)
+            found_parts.append(parts[hit])
+    rows = np.concatenate(found_rows)
+    parts = np.concatenate(found_parts)
+    by_part = np.lexsort((rows, parts))
+    rows, parts = rows[by_part], parts[by_part]
+    # A partition shallower than the margin order is met through several pixels.
+    first = np.r_[True, (rows[1:] != rows[:-1]) | (parts[1:] != parts[:-1])]
+    return rows[first], parts[first]
+
+
+def _width_rad(width_arcsec: float) -> float:
+    """The margin width in radians; :class:`ConfigError` unless positive and finite."""
+    try:
+        width = float(width_arcsec)
+    except (TypeError, ValueError):
+        width = math.nan
+    if not (math.isfinite(width) and width > 0):
+        raise ConfigError(
+            f"margin width must be a positive number of arcseconds, got {width_arcsec!r} "
+            "(width_arcsec)"
+        )
+    return width * ARCSEC_RAD
+
+
+def _candidates(
+    h29: np.ndarray, partitions: PartitionSet, order: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Batches of ``(row, partition, order-k cell)`` candidate triples.
+
+    A row's cells are its order-``order`` pixel and that pixel's neighbours;
+    a candidate is any partition overlapping one of the cells other than the
+    row's own. Batches hold about :data:`CANDIDATE_BUDGET` triples, so many
+    small partitions inside one cell cannot exhaust memory.
+    """
+    shift = 2 * (HEALPIX_ORDER - order)
+    home = h29 >> shift
+    neighbours = np.asarray(hp.get_all_neighbours(1 << order, home, nest=True), dtype=np.int64)
+    cells = np.sort(np.vstack([home[None, :], neighbours]).T, axis=1)
+    # Low orders can list a pixel twice; -1 marks missing neighbours.
+    cells[:, 1:][cells[:, 1:] == cells[:, :-1]] = -1
+    own = partitions.locate(h29)
+    # A cell inside the row's own partition overlaps no other partition.
+    own_start = np.where(own >= 0, partitions.starts[own], 0)[:, None]
+    own_end = np.where(own >= 0, partitions.ends[own], 0)[:, None]
+    other = (cells >= 0) & ((cells << shift < own_start) | ((cells + 1) << shift > own_end))
+    rows = np.broadcast_to(np.arange(len(h29), dtype=np.int64)[:, None], cells.shape)[other]
+    cells = cells[other]
+    # Partitions are disjoint ranges sorted by start, so their ends are sorted too.
+    first = np.searchsorted(partitions.ends, cells << shift, side="right")
+    last = np.searchsorted(partitions.starts, (cells + 1) << shift, side="left")
+    count = np.maximum(last - first, 0)
+    total = np.cumsum(count)
+    i = 0
+    while i < len(count):
+        done = total[i - 1] if i else 0
+        j = max(i + 1, int(np.searchsorted(total, done + CANDIDATE_BUDGET, side="right")))
+        c = count[i:j]
+        offset = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
+        r = np.repeat(rows[i:j], c)
+        parts = np.repeat(first[i:j], c) + offset
+        cell = np.repeat(cells[i:j], c)
+        keep = parts != own[r]
+        yield r[keep], parts[keep], cell[keep]
+        i = j
+
+
+def _within(
+    points: np.ndarray, orders: np.ndarray, pixels: np.ndarray, width: float, tolerance: float
+) -> np.ndarray:
+    """Whether each point is within ``width`` (rad) of the pixel paired with it.
+
+    Points are assumed outside their pixels. Decided by the cheap centre
+    bounds first, then by boundary polylines refined until the sampling
+    bound is below ``tolerance`` (or :data:`MAX_STEP` is reached).
+    """
+    result = np.zeros(len(points), dtype=bool)
+    for order in np.unique(orders).tolist():
+        idx = np.flatnonzero(orders == order)
+        centres = np.stack(hp.pix2vec(1 << order, pixels[idx], nest=True), axis=-1)
+        to_centre = _angle(points[idx], centres)
+        result[idx[to_centre <= width]] = True
+        pending = idx[(to_centre > width) & (to_centre - _pixel_radius(order) <= width)]
+        step = FIRST_STEP
+        while len(pending):
+            d = _polyline_distance(points[pending], order, pixels[pending], step)
+            sag = _sag_bound(order, step)
+            if sag <= tolerance or step >= MAX_STEP:
+                result[pending] = d <= width
+                break
+            result[pending[d + sag <= width]] = True
+            pending = pending[(d + sag > width) & (d - sag <= width)]
+            step *= 4
+    return result
+
+
+def _nearest_subpixels(
+    points: np.ndarray, rows: np.ndarray, order: int, pixel: int, target: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixels at ``target`` of ``(order, pixel)`` that may hold each row's nearest point.
+
+    Returns ``(row, sub-pixel)`` pairs, rows ascending. A sub-pixel is
+    dropped when even its nearest possible point (centre distance minus
+    radius) is farther than some sibling's centre, which lies in the region.
+    """
+    pixels = np.full(len(rows), pixel, dtype=np.int64)
+    for deeper in range(order + 1, target + 1):
+        rows = np.repeat(rows, 4)
+        pixels = (np.repeat(pixels, 4) << 2) + np.tile(np.arange(4, dtype=np.int64), len(pixels))
+        centres = np.stack(hp.pix2vec(1 << deeper, pixels, nest=True), axis=-1)
+        to_centre = _angle(points[rows], centres)
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        nearest = np.minimum.reduceat(to_centre, starts)
+        bound = np.repeat(nearest, np.diff(np.r_[starts, len(rows)]))
+        keep = to_centre - _pixel_radius(deeper) <= bound
+        rows, pixels = rows[keep], pixels[keep]
+    return rows, pixels
+
+
+def _polyline_distance(points: np.ndarray, order: int, pixels: np.ndarray, step: int) -> np.ndarray:
+    """Distance (rad) from each point to the sampled boundary of the pixel paired with it.
+
+    The boundary is the closed polyline of great-circle arcs through
+    ``step`` samples per edge. For each arc, the nearest point is either the
+    foot of the perpendicular onto its great circle (when that foot lies on
+    the arc) or one of its ends.
+    """
+    out = np.empty(len(points))
+    samples = 4 * step
+    block = max(1, SAMPLE_BUDGET // samples)
+    # Sorting by pixel lets a block share each pixel's boundary among its points.
+    by_pixel = np.argsort(pixels, kind="stable")
+    for start in range(0, len(points), block):
+        sel = by_pixel[start : start + block]
+        unique, which = np.unique(pixels[sel], return_inverse=True)
+        bounds = hp.boundaries(1 << order, unique, step=step, nest=True)
+        ends = np.reshape(bounds, (len(unique), 3, samples)).transpose(0, 2, 1)
+        nexts = np.roll(ends, -1, axis=1)
+        normals = _cross(ends, nexts)
+        length = np.linalg.norm(normals, axis=-1)
+        normals /= np.where(length > 0, length, 1.0)[..., None]
+        # p . past_start >= 0 and p . before_end >= 0: the foot lies on the arc.
+        past_start = _cross(normals, ends)
+        before_end = _cross(nexts, normals)
+        p = points[sel]
+        chord = np.linalg.norm(ends[which] - p[:, None, :], axis=-1)
+        to_ends = 2.0 * np.arcsin(np.minimum(chord / 2.0, 1.0))
+        across = np.abs(np.einsum("bmk,bk->bm", normals[which], p))
+        on_arc = (
+            (length[which] > 0)
+            & (np.einsum("bmk,bk->bm", past_start[which], p) >= 0)
+            & (np.einsum("bmk,bk->bm", before_end[which], p) >= 0)
+        )
+        to_arcs = np.where(on_arc, np.arcsin(np.minimum(across, 1.0)), np.inf)
+        out[sel] = np.minimum(to_ends.min(axis=1), to_arcs.min(axis=1))
+    return out
+
+
+def _unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    """(n, 3) unit vectors of positions in degrees."""
+    ra = np.radians(np.asarray(ra_deg, dtype=np.float64))
+    dec = np.radians(np.asarray(dec_deg, dtype=np.float64))
+    cos_dec = np.cos(dec)
+    return np.stack([cos_dec * np.cos(ra), cos_dec * np.sin(ra), np.sin(dec)], axis=-1)
+
+
+def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Cross product over the last axis (numpy's own is slow on small vectors)."""
+    ux, uy, uz = u[..., 0], u[..., 1], u[..., 2]
+    vx, vy, vz = v[..., 0], v[..., 1], v[..., 2]
+    return np.stack([uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx], axis=-1)
+
+
+def _angle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Angle (rad) between unit vectors, from the chord (exact at small angles)."""
+    chord = np.linalg.norm(u - v, axis=-1)
+    return 2.0 * np.arcsin(np.minimum(chord / 2.0, 1.0))
+
+
+def _pixel_radius(order: int) -> float:
+    """Upper bound (rad) on the distance from a pixel's centre to any of its points."""
+    # max_pixrad is attained at a corner; the edges never bulge past it (checked).
+    return float(hp.max_pixrad(1 << order)) * (1 + 1e-9) + ROUNDING_RAD
+
+
+def _sag_bound(order: int, step: int) -> float:
+    """Bound (rad) on the gap between a pixel's true boundary and its sampled polyline."""
+    size = math.sqrt(math.pi / 3.0) / (1 << order)
+    return EDGE_SAG * size / step**2 + ROUNDING_RAD
