@@ -52,7 +52,9 @@ def _phase(kind: str, table: str, inputs: list[str], out: Path, memory: str) -> 
             f"TO '{out / 'sorted.parquet'}' (FORMAT parquet, COMPRESSION zstd, "
             "ROW_GROUP_SIZE 100000)"
         )
-        rows = con.sql(f"SELECT count(*) FROM read_parquet('{out / 'sorted.parquet'}')").fetchall()[0]
+        rows = con.sql(f"SELECT count(*) FROM read_parquet('{out / 'sorted.parquet'}')").fetchall()[
+            0
+        ]
         shutil.rmtree(out / "tmp", ignore_errors=True)
         n = int(rows[0]) if rows else 0
     else:
@@ -61,23 +63,35 @@ def _phase(kind: str, table: str, inputs: list[str], out: Path, memory: str) -> 
 
         spec = load_felis(schema_path())[table]
         result = ingest_table(
-            out, spec, [Path(f) for f in inputs],
+            out,
+            spec,
+            [Path(f) for f in inputs],
             IngestOptions(memory_limit=memory, show_progress=False),
         )
         n = result.rows_added
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     written = _dir_bytes(out / "tables") if kind == "qcat" else _dir_bytes(out)
-    return {"kind": kind, "table": table, "rows": n, "seconds": seconds,
-            "peak_rss": peak, "bytes_written": written}
+    return {
+        "kind": kind,
+        "table": table,
+        "rows": n,
+        "seconds": seconds,
+        "peak_rss": peak,
+        "bytes_written": written,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--objects", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="runs of each contender (Object only: a repeated Source ingest "
-                         "of the same files is skipped as already ingested)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each contender (Object only: a repeated Source ingest "
+        "of the same files is skipped as already ingested)",
+    )
     ap.add_argument("--memory-limit", default="2GB")
     ap.add_argument("--work", type=Path, default=Path("bench/out"))
     ap.add_argument("--phase", help=argparse.SUPPRESS)
@@ -86,8 +100,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phase:
-        print(json.dumps(_phase(args.phase, args.table, args.inputs, args.out,
-                                args.memory_limit)))
+        print(json.dumps(_phase(args.phase, args.table, args.inputs, args.out, args.memory_limit)))
         return
 
     src = args.work / f"input-{args.objects}"
@@ -95,8 +108,11 @@ def main() -> None:
         t0 = time.perf_counter()
         files = write_demo_files(src, args.objects, seed=1)
         (src / "COMPLETE").write_text("")
-        print(f"generated {files.n_objects:,} objects, {files.n_sources:,} sources "
-              f"in {time.perf_counter() - t0:.1f} s", flush=True)
+        print(
+            f"generated {files.n_objects:,} objects, {files.n_sources:,} sources "
+            f"in {time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
     inputs = {
         "demo.Object": sorted(str(p) for p in src.glob("Object-*.parquet")),
         "demo.Source": sorted(str(p) for p in src.glob("Source-*.parquet")),
@@ -115,17 +131,34 @@ def main() -> None:
                     out = args.work / "baseline"
                     shutil.rmtree(out, ignore_errors=True)
                 proc = subprocess.run(
-                    [sys.executable, "-m", "bench.ingest", "--phase", kind, "--table", table,
-                     "--memory-limit", args.memory_limit, "--out", str(out),
-                     "--inputs", *inputs[table]],
-                    capture_output=True, text=True, check=True,
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.ingest",
+                        "--phase",
+                        kind,
+                        "--table",
+                        table,
+                        "--memory-limit",
+                        args.memory_limit,
+                        "--out",
+                        str(out),
+                        "--inputs",
+                        *inputs[table],
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 )
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 results.setdefault((table, kind), []).append(r)
-                print(f"{table:<12} {kind:<8} {r['rows']:>12,} rows {r['seconds']:8.1f} s "
-                      f"{r['rows'] / r['seconds']:>12,.0f} rows/s  peak "
-                      f"{r['peak_rss'] / 2**30:5.2f} GiB  wrote {r['bytes_written'] / 2**30:6.2f} GiB",
-                      flush=True)
+                print(
+                    f"{table:<12} {kind:<8} {r['rows']:>12,} rows {r['seconds']:8.1f} s "
+                    f"{r['rows'] / r['seconds']:>12,.0f} rows/s  peak "
+                    f"{r['peak_rss'] / 2**30:5.2f} GiB  "
+                    f"wrote {r['bytes_written'] / 2**30:6.2f} GiB",
+                    flush=True,
+                )
     for table in ("demo.Object", "demo.Source"):
         base = statistics.median(r["seconds"] for r in results[(table, "baseline")])
         ours = statistics.median(r["seconds"] for r in results[(table, "qcat")])

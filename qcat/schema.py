@@ -202,7 +202,7 @@ def load_felis(path: str | Path) -> dict[str, TableSpec]:
 
     Raises :class:`SchemaError` naming the file when it is missing or invalid.
     """
-    from felis.datamodel import Schema
+    from felis.datamodel import ForeignKeyConstraint, Schema
     from pydantic import ValidationError
 
     p = Path(path)
@@ -248,7 +248,7 @@ def load_felis(path: str | Path) -> dict[str, TableSpec]:
         dec = next((c.name for c in columns if (c.ucd or "").lower() == DEC_UCD), None)
         director = fk_col = ref_col = None
         for con in t.constraints:
-            if getattr(con, "type", None) != "ForeignKey":
+            if not isinstance(con, ForeignKeyConstraint):
                 continue
             ref_table, ref_column = id_to_column[con.referenced_columns[0]]
             if ref_table == t.name:
