@@ -271,7 +271,7 @@ def test_interrupted_ingest_leaves_published_state(
     data = tmp_path / "data"
     ingest_demo(run_qcat, data, demo_small, "parquet", tmp_path)
     before = _published_state(data)
-    big = make_demo(150_000, seed=11)
+    big = make_demo(80_000, seed=11)
     big_file = write_as(
         big.objects.set_column(0, "objectId", pc.add(big.objects["objectId"], 10**15)),
         tmp_path / "big.parquet",
