@@ -364,5 +364,5 @@ def test_attach_existing_hats_catalog(
     k = demo_small.objects["objectId"][17].as_py()
     assert idx.lookup_one(k) is not None
     assert run_qcat("admin", "verify", "--data", tmp_path / "d2").returncode == 0
-    (external / "dataset" / parts[0].path).unlink()
+    (external / "dataset" / Partition(parts[0].order, parts[0].pixel).path).unlink()
     assert run_qcat("admin", "verify", "--data", tmp_path / "d2", check=False).returncode == 1
