@@ -370,9 +370,7 @@ def _polyline_distance(points: np.ndarray, order: int, pixels: np.ndarray, step:
         on_arc = (length[which] > 0) & (dots[..., 2] >= 0) & (dots[..., 3] >= 0)
         # sin(distance to an arc's great circle) = |p . normal|; arcsin is monotonic.
         sin_across = np.where(on_arc, np.abs(dots[..., 1]), np.inf).min(axis=1)
-        to_arcs = np.where(
-            np.isfinite(sin_across), np.arcsin(np.minimum(sin_across, 1.0)), np.inf
-        )
+        to_arcs = np.where(np.isfinite(sin_across), np.arcsin(np.minimum(sin_across, 1.0)), np.inf)
         # The nearest vertex has the largest dot product; its angle comes from the
         # chord, which keeps small distances exact.
         nearest = ends[which, np.argmax(dots[..., 0], axis=1)]

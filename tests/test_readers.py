@@ -232,6 +232,16 @@ def test_batch_boundaries_give_first_row(tmp_path, fmt):
     assert seen == list(range(0, n, 64))
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_file_without_rows_still_has_its_columns_checked(tmp_path, fmt):
+    table = pa.table({"a": pa.array([], pa.int32()), "b": pa.array([], pa.string())})
+    path = write_as(table, tmp_path / f"t{SUFFIX[fmt]}", fmt)
+    assert read_schema(path).names == ["a", "b"]
+    assert list(iter_batches(path, make_spec(("a", "long"), ("b", "string")))) == []
+    err = error_of(path, make_spec(("a", "long")))
+    assert "extra column(s) not in the schema 'b'" in str(err)
+
+
 @pytest.mark.parametrize(
     ("fmt", "expected"), [("parquet", 37), ("fits", 37), ("csv", None), ("votable", None)]
 )
