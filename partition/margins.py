@@ -17,8 +17,9 @@ How :func:`margin_pairs` finds them, for each row:
    decides exactly. A deeper partition is measured to directly. Either way
    the measured pixel is no larger than an order-k pixel, which keeps the
    exact test cheap.
-3. Cheap bounds. A pixel's centre lies in it and all of it lies within
-   ``max_pixrad`` of the centre: a centre within ``width`` accepts, a centre
+3. Cheap bounds. A disc of :data:`INNER_RADIUS` around a pixel's centre
+   lies in the pixel, and all of the pixel lies within ``max_pixrad`` of the
+   centre: a centre within ``width + INNER_RADIUS / nside`` accepts, one
    farther than ``width + max_pixrad`` rejects.
 4. Exact test. HEALPix edges are not great circles. The boundary is sampled
    (``healpy.boundaries``, ``step`` points per edge) and the distance to the
@@ -81,7 +82,7 @@ DIRECT_MAX_STEP = 256
 #: Work sizes that bound memory: rows per block, candidate (row, partition)
 #: pairs per batch, boundary samples held per pass of the distance kernel.
 ROW_BLOCK = 1 << 16
-CANDIDATE_BUDGET = 1 << 21
+CANDIDATE_BUDGET = 1 << 20
 SAMPLE_BUDGET = 1 << 18
 
 
@@ -133,8 +134,8 @@ def distance_to_pixel_arcsec(
     """Angular distance in arcsec from each point to a NESTED pixel's region; 0 inside.
 
     Uses the same boundary-polyline kernel as :func:`margin_pairs`, sampled so
-    the result is within ``max_error_arcsec`` of the true distance. A pixel
-    too large for that is measured through its sub-pixels at a deeper order
+    the result is within ``max_error_arcsec`` (at least 1e-6) of the true
+    distance. A pixel too large for that is measured through its sub-pixels at a deeper order
     (the distance to a region is the smallest distance to its parts), keeping
     only sub-pixels that can hold the nearest point; the cost stays small for
     points near the pixel and grows for points far from a large pixel.
@@ -143,8 +144,8 @@ def distance_to_pixel_arcsec(
         raise ValueError(f"order must be between 0 and {HEALPIX_ORDER}, got {order}")
     if not 0 <= pixel < 12 << (2 * order):
         raise ValueError(f"pixel {pixel} does not exist at order {order}")
-    if not (math.isfinite(max_error_arcsec) and max_error_arcsec > 0):
-        raise ValueError(f"max_error_arcsec must be positive, got {max_error_arcsec}")
+    if not (math.isfinite(max_error_arcsec) and max_error_arcsec >= 1e-6):
+        raise ValueError(f"max_error_arcsec must be at least 1e-6, got {max_error_arcsec}")
     points = _unit_vectors(ra_deg, dec_deg)
     out = np.zeros(len(points))
     if len(points) == 0:
@@ -159,7 +160,7 @@ def distance_to_pixel_arcsec(
         step *= 2
     rows, pixels = _nearest_subpixels(points, np.flatnonzero(~inside), order, pixel, work_order)
     d = _polyline_distance(points[rows], work_order, pixels, step)
-    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    starts = _run_starts(rows)
     if len(starts):
         out[rows[starts]] = np.minimum.reduceat(d, starts)
     return out / ARCSEC_RAD
@@ -190,7 +191,7 @@ def margin_pairs(
             f"{ra.shape}, {dec.shape}, {h29.shape}"
         )
     order = margin_order_for(width_arcsec)
-    width = width_arcsec * ARCSEC_RAD
+    width = _width_rad(width_arcsec)
     tolerance = margin_tolerance_arcsec(width_arcsec) * ARCSEC_RAD
     part_order = np.array([p.order for p in partitions], dtype=np.int64)
     part_pixel = np.array([p.pixel for p in partitions], dtype=np.int64)
@@ -220,7 +221,7 @@ def margin_pairs(
     by_part = np.lexsort((rows, parts))
     rows, parts = rows[by_part], parts[by_part]
     # A partition shallower than the margin order is met through several pixels.
-    first = np.r_[True, (rows[1:] != rows[:-1]) | (parts[1:] != parts[:-1])]
+    first = _run_starts(parts * len(h29) + rows)
     return rows[first], parts[first]
 
 
@@ -331,7 +332,7 @@ def _nearest_subpixels(
         pixels = (np.repeat(pixels, 4) << 2) + np.tile(np.arange(4, dtype=np.int64), len(pixels))
         centres = np.stack(hp.pix2vec(1 << deeper, pixels, nest=True), axis=-1)
         to_centre = _angle(points[rows], centres)
-        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        starts = _run_starts(rows)
         nearest = np.minimum.reduceat(to_centre, starts)
         bound = np.repeat(nearest, np.diff(np.r_[starts, len(rows)]))
         keep = to_centre - _pixel_radius(deeper) <= bound
@@ -366,16 +367,24 @@ def _polyline_distance(points: np.ndarray, order: int, pixels: np.ndarray, step:
         before_end = _cross(nexts, normals)
         arcs = np.stack([ends, normals, past_start, before_end], axis=2)
         p = points[sel]
-        dots = np.einsum("bmjk,bk->bmj", arcs[which], p)
-        on_arc = (length[which] > 0) & (dots[..., 2] >= 0) & (dots[..., 3] >= 0)
+        mine = arcs[which]
+        dots = np.einsum("bmjk,bk->bmj", mine[:, :, 1:], p)
+        on_arc = (length[which] > 0) & (dots[..., 1] >= 0) & (dots[..., 2] >= 0)
         # sin(distance to an arc's great circle) = |p . normal|; arcsin is monotonic.
-        sin_across = np.where(on_arc, np.abs(dots[..., 1]), np.inf).min(axis=1)
+        sin_across = np.where(on_arc, np.abs(dots[..., 0]), np.inf).min(axis=1)
         to_arcs = np.where(np.isfinite(sin_across), np.arcsin(np.minimum(sin_across, 1.0)), np.inf)
-        # The nearest vertex has the largest dot product; its angle comes from the
-        # chord, which keeps small distances exact.
-        nearest = ends[which, np.argmax(dots[..., 0], axis=1)]
-        out[sel] = np.minimum(_angle(p, nearest), to_arcs)
+        # Vertices by their chords, not dot products, which lose small angles.
+        offset = mine[:, :, 0] - p[:, None, :]
+        chord = np.sqrt(np.einsum("bmk,bmk->bm", offset, offset).min(axis=1))
+        out[sel] = np.minimum(2.0 * np.arcsin(np.minimum(chord / 2.0, 1.0)), to_arcs)
     return out
+
+
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """Indices where each run of equal values in a sorted array begins."""
+    if len(values) == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
 
 
 def _unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:

@@ -61,12 +61,11 @@ def test_ra_360_is_ra_0():
     )
 
 
-def test_accepts_float32_and_lists():
+def test_accepts_float32():
     ra32 = np.array([10.5, 200.25], dtype=np.float32)
     dec32 = np.array([-5.5, 60.125], dtype=np.float32)
     want = radec_to_healpix29(ra32.astype(np.float64), dec32.astype(np.float64))
     np.testing.assert_array_equal(radec_to_healpix29(ra32, dec32), want)
-    np.testing.assert_array_equal(radec_to_healpix29([10.5, 200.25], [-5.5, 60.125]), want)
 
 
 @settings(max_examples=50, deadline=None)

@@ -161,7 +161,12 @@ def test_orphan_children_rejected_or_kept(
 ) -> None:
     src = demo_small.sources.slice(0, 200)
     ids = pc.add(src["objectId"], pa.scalar(10**17, pa.int64()))
-    orphans = src.slice(0, 20).set_column(1, "objectId", ids.slice(0, 20))
+    new_ids = pc.add(src["sourceId"], pa.scalar(10**17, pa.int64()))
+    orphans = (
+        src.slice(0, 20)
+        .set_column(0, "sourceId", new_ids.slice(0, 20))
+        .set_column(1, "objectId", ids.slice(0, 20))
+    )
     f = write_as(orphans, tmp_path / "orph.parquet", "parquet")
     err = ingest_fails(run_qcat, published, demo_small.schema, "demo.Source", f)
     assert "20 row(s)" in err and "orph.parquet row 0" in err and "--orphans keep" in err
