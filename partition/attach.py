@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -209,8 +208,6 @@ def _build_index(
     con.execute(f"SET memory_limit = '{opts.memory_limit}'")
     con.execute(f"SET temp_directory = '{out.parent.parent / 'tmp'}'")
     file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
-    orders = np.array([p.order for p in pset], dtype=np.uint8)
-    pixels = np.array([p.pixel for p in pset], dtype=np.int64)
     quoted = '"' + key.replace('"', '""') + '"'
     reader = con.sql(
         f"SELECT {quoted} AS k, {HEALPIX_COLUMN} AS h FROM read_parquet({file_list}) ORDER BY k"
@@ -219,7 +216,8 @@ def _build_index(
     def batches():  # type: ignore[no-untyped-def]
         for b in reader:
             idx = pset.locate(b.column("h").to_numpy())
-            yield pa.record_batch({key: b.column("k"), "Norder": orders[idx], "Npix": pixels[idx]})
+            order, pixel = pset.orders_and_pixels(idx)
+            yield pa.record_batch({key: b.column("k"), "Norder": order, "Npix": pixel})
 
     write_director_index(batches(), out, key_column=key, row_group_rows=opts.index_row_group_rows)
     con.close()

@@ -424,8 +424,6 @@ class _Build:
 
     def write_index(self, parts: PartitionSet, key: str) -> None:
         stage = self.work / "index-stage.parquet"
-        orders = np.array([p.order for p in parts], dtype=np.uint8)
-        pixels = np.array([p.pixel for p in parts], dtype=np.int64)
 
         def batches() -> Iterator[pa.RecordBatch]:
             reader = self.con.sql(
@@ -433,10 +431,8 @@ class _Build:
                 f"ORDER BY {_ident(key)}"
             ).to_arrow_reader(self.options.batch_rows)
             for b in reader:
-                idx = b.column(PART_COLUMN).to_numpy()
-                yield pa.record_batch(
-                    {key: b.column(key), "Norder": orders[idx], "Npix": pixels[idx]}
-                )
+                order, pixel = parts.orders_and_pixels(b.column(PART_COLUMN).to_numpy())
+                yield pa.record_batch({key: b.column(key), "Norder": order, "Npix": pixel})
 
         path = self.out / INDEX_FILE
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -77,6 +77,13 @@ class PartitionSet:
     def __getitem__(self, i: int) -> Partition:
         return self.partitions[i]
 
+    def orders_and_pixels(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """HATS ``Norder`` (uint8) and ``Npix`` (int64) of partitions by index."""
+        if not hasattr(self, "_orders"):
+            self._orders = np.array([p.order for p in self.partitions], dtype=np.uint8)
+            self._pixels = np.array([p.pixel for p in self.partitions], dtype=np.int64)
+        return self._orders[index], self._pixels[index]
+
     def locate(self, healpix29: np.ndarray) -> np.ndarray:
         """Index into this set of the partition holding each value, or -1."""
         h = np.asarray(healpix29, dtype=np.int64)
