@@ -109,7 +109,7 @@ def attach_catalog(
     result = IngestResult(table=name, version=None, notes=list(spec.notes))
     try:
         with table_lock(data_dir, name.lower()):
-            recover(data_dir, store, holding=name.lower())
+            recover(data_dir, store, holding=[name.lower()])
             old = current_version_or_none(store, name)
             work_rel = f"staging/{name.lower()}-{time.time_ns()}"
             work = data_dir / work_rel

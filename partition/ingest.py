@@ -22,11 +22,12 @@ interrupt before the commit leaves the published state untouched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -57,7 +58,13 @@ from partition.stage import (
 from partition.transaction import publish_dir, recover, table_dir, table_lock
 from qcat.config import SETTINGS
 from qcat.errors import IngestError, InputError, NotFoundError, QcatError, SchemaError
-from qcat.metadata.records import FileRecord, InputFileRecord, PartitionRecord, VersionRecord
+from qcat.metadata.records import (
+    FileRecord,
+    InputFileRecord,
+    PartitionRecord,
+    VersionCommit,
+    VersionRecord,
+)
 from qcat.metadata.store import MetadataStore
 from qcat.progress import progress
 from qcat.schema import TableSpec
@@ -258,15 +265,15 @@ class _Build:
             + " | ".join(examples)
         )
 
-    def child_placement(self, director_spec: TableSpec) -> None:
-        """Create view ``placed``: child rows with their director's ``_healpix_29``."""
+    def child_placement(self, director_spec: TableSpec, files: list[Path]) -> None:
+        """Create view ``placed``: child rows with their director's ``_healpix_29``.
+
+        ``files`` are the director's data files the rows are placed against.
+        """
         assert self.spec.director_fk_column
         ref = self.spec.director_ref_column or director_spec.director_key
         if ref is None:
             raise SchemaError(f"director table {director_spec.qualified_name} has no key column")
-        files = [
-            self.data_dir / p.path for p in self.store.partitions(director_spec.qualified_name)
-        ]
         fk = _ident(self.spec.director_fk_column)
         self.con.execute(
             f"CREATE TEMP TABLE director_keys AS SELECT {_ident(ref)} AS k, {HEALPIX_COLUMN} AS h "
@@ -487,110 +494,187 @@ def ingest_table(
     spec: TableSpec,
     inputs: Sequence[Path],
     options: IngestOptions | None = None,
-    *,
-    rebuild: bool = False,
 ) -> IngestResult:
     """Ingest ``inputs`` into ``spec``'s table as one transaction.
 
-    With ``rebuild`` the table is re-partitioned even without new inputs
-    (a child table after its director changed).
+    Appending to a director table also re-places its child tables on the
+    new partitions; the director and its children are committed together.
     """
     opts = options or IngestOptions()
     data_dir.mkdir(parents=True, exist_ok=True)
     store = MetadataStore.for_data_dir(data_dir)
     name = spec.qualified_name
-    key = name.lower()
     result = IngestResult(table=name, version=None)
     try:
-        with table_lock(data_dir, key):
-            recover(data_dir, store, holding=key)
+        children = _child_specs(store, name) if spec.kind == "director" else []
+        keys = [name.lower(), *(c.qualified_name.lower() for c in children)]
+        with contextlib.ExitStack() as held:
+            for key in keys:
+                held.enter_context(table_lock(data_dir, key))
+            recover(data_dir, store, holding=keys)
             old = current_version_or_none(store, name)
             if old is not None:
                 old_spec = store.table(name).spec
                 _check_compatible(old_spec, spec)
                 name = old_spec.qualified_name
-            records = _input_records(inputs)
-            done = store.committed_input_checksums(name) if old is not None else set()
-            fresh: list[InputFileRecord] = []
-            fresh_paths: list[Path] = []
-            for rec, path in zip(records, inputs, strict=True):
-                if rec.sha256 in done or any(f.sha256 == rec.sha256 for f in fresh):
-                    result.skipped_inputs.append(str(path))
-                else:
-                    fresh.append(rec)
-                    fresh_paths.append(path)
-            if not fresh and not rebuild:
+            fresh, fresh_paths = _new_inputs(store, name, old, inputs, result)
+            if not fresh:
                 result.version = old
                 result.notes.append("every input was ingested before: nothing to do")
                 return result
-            director = director_spec = None
+            director_spec: TableSpec | None = None
+            director_parts: list[PartitionRecord] = []
             if spec.kind == "child":
                 assert spec.director_table
-                director = current_version_or_none(store, spec.director_table)
-                if director is None:
+                if current_version_or_none(store, spec.director_table) is None:
                     raise IngestError(
                         f"{name} is a child of {spec.director_table}, which has no data yet: "
                         f"ingest {spec.director_table} first"
                     )
                 director_spec = store.table(spec.director_table).spec
-            work_rel = f"staging/{key}-{time.time_ns()}"
-            work = data_dir / work_rel
-            ingest_id = store.begin_ingest(
-                name, "append" if old else "ingest", fresh, work_rel, os.getpid()
-            )
+                director_parts = store.partitions(director_spec.qualified_name)
+            run = _Transaction(data_dir, store)
             try:
-                version = _build_version(
-                    data_dir,
-                    store,
-                    spec,
-                    opts,
-                    work,
-                    ingest_id,
-                    fresh_paths,
-                    old,
-                    director,
-                    director_spec,
-                    result,
+                main = run.build(
+                    name, spec, opts, fresh, fresh_paths, old, result, director_spec, director_parts
                 )
+                if old is not None:
+                    for child in children:
+                        child_old = current_version_or_none(store, child.qualified_name)
+                        if child_old is None:
+                            continue
+                        run.build(
+                            child.qualified_name,
+                            store.table(child.qualified_name).spec,
+                            _rebuild_options(opts, child_old),
+                            [],
+                            [],
+                            child_old,
+                            IngestResult(table=child.qualified_name, version=None),
+                            spec,
+                            main.commit.partitions,
+                        )
+                        result.notes.append(f"re-partitioned child table {child.qualified_name}")
+                result.version = store.commit_versions([p.commit for p in run.pending])[0]
             except BaseException as e:
-                shutil.rmtree(work, ignore_errors=True)
-                message = str(e) or type(e).__name__
-                if isinstance(e, KeyboardInterrupt):
-                    message = "interrupted"
-                store.fail_ingest(ingest_id, message)
-                store.mark_cleaned(ingest_id)
+                run.abort(e)
                 if isinstance(e, OSError) and not isinstance(e, QcatError):
                     raise IngestError(
-                        f"{name}: write failed at {e.filename or work}: {e.strerror or e}; "
+                        f"{name}: write failed at {e.filename or data_dir}: {e.strerror or e}; "
                         "the published data is unchanged"
                     ) from e
                 raise
-            shutil.rmtree(work, ignore_errors=True)
-            result.version = version
-            recover(data_dir, store, holding=key)
+            recover(data_dir, store, holding=keys)
     finally:
         store.close()
-    if spec.kind == "director" and old is not None:
-        result.notes.extend(_rebuild_children(data_dir, name, opts))
     return result
 
 
-def _rebuild_children(data_dir: Path, director: str, opts: IngestOptions) -> list[str]:
-    """Re-place child tables after their director was re-partitioned."""
-    store = MetadataStore.for_data_dir(data_dir)
-    try:
-        children = [
-            t.spec
-            for t in store.tables()
-            if t.spec.director_table and t.spec.director_table.lower() == director.lower()
-        ]
-    finally:
-        store.close()
-    notes = []
-    for child in children:
-        ingest_table(data_dir, child, [], opts, rebuild=True)
-        notes.append(f"re-partitioned child table {child.qualified_name}")
-    return notes
+def _child_specs(store: MetadataStore, director: str) -> list[TableSpec]:
+    """Published child tables placed on ``director``'s partitions."""
+    return [
+        t.spec
+        for t in store.tables()
+        if t.spec.director_table and t.spec.director_table.lower() == director.lower()
+    ]
+
+
+def _new_inputs(
+    store: MetadataStore,
+    name: str,
+    old: VersionRecord | None,
+    inputs: Sequence[Path],
+    result: IngestResult,
+) -> tuple[list[InputFileRecord], list[Path]]:
+    """Inputs not ingested into ``name`` before (by checksum); the rest go to ``result``."""
+    done = store.committed_input_checksums(name) if old is not None else set()
+    fresh: list[InputFileRecord] = []
+    fresh_paths: list[Path] = []
+    for rec, path in zip(_input_records(inputs), inputs, strict=True):
+        if rec.sha256 in done or any(f.sha256 == rec.sha256 for f in fresh):
+            result.skipped_inputs.append(str(path))
+        else:
+            fresh.append(rec)
+            fresh_paths.append(path)
+    return fresh, fresh_paths
+
+
+def _rebuild_options(opts: IngestOptions, child: VersionRecord) -> IngestOptions:
+    """Options to re-place a child table: its own orphan policy and row groups."""
+    props = child.properties
+    kept = props.get("orphans") == "keep" or bool(props.get("orphans_kept"))
+    return replace(
+        opts,
+        orphans="keep" if kept else "reject",
+        row_group_rows=int(props.get("row_group_rows", opts.row_group_rows)),
+    )
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A version built and renamed into place, waiting for its commit."""
+
+    dest: Path
+    commit: VersionCommit
+
+
+class _Transaction:
+    """The versions one ingest builds (a table, and the children it re-places).
+
+    Each version is built in its own staging area under its own ingest
+    record; on any failure all of them are removed and marked failed.
+    """
+
+    def __init__(self, data_dir: Path, store: MetadataStore) -> None:
+        self.data_dir = data_dir
+        self.store = store
+        self.started: list[tuple[int, Path]] = []
+        self.pending: list[_Pending] = []
+
+    def build(
+        self,
+        name: str,
+        spec: TableSpec,
+        opts: IngestOptions,
+        fresh: list[InputFileRecord],
+        paths: list[Path],
+        old: VersionRecord | None,
+        result: IngestResult,
+        director_spec: TableSpec | None,
+        director_parts: list[PartitionRecord],
+    ) -> _Pending:
+        work_rel = f"staging/{name.lower()}-{time.time_ns()}"
+        work = self.data_dir / work_rel
+        ingest_id = self.store.begin_ingest(
+            name, "append" if old else "ingest", fresh, work_rel, os.getpid()
+        )
+        self.started.append((ingest_id, work))
+        pending = _build_version(
+            self.data_dir,
+            self.store,
+            spec,
+            opts,
+            work,
+            ingest_id,
+            paths,
+            old,
+            director_spec,
+            director_parts,
+            result,
+        )
+        self.pending.append(pending)
+        shutil.rmtree(work, ignore_errors=True)
+        return pending
+
+    def abort(self, error: BaseException) -> None:
+        """Remove everything built and record every ingest as failed."""
+        message = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+        for p in self.pending:
+            shutil.rmtree(p.dest, ignore_errors=True)
+        for ingest_id, work in self.started:
+            shutil.rmtree(work, ignore_errors=True)
+            self.store.fail_ingest(ingest_id, message or type(error).__name__)
+            self.store.mark_cleaned(ingest_id)
 
 
 def _build_version(
@@ -602,10 +686,11 @@ def _build_version(
     ingest_id: int,
     inputs: list[Path],
     old: VersionRecord | None,
-    director: VersionRecord | None,
     director_spec: TableSpec | None,
+    director_parts: list[PartitionRecord],
     result: IngestResult,
-) -> VersionRecord:
+) -> _Pending:
+    """Build a version of ``spec``'s table and rename it into place, uncommitted."""
     build = _Build(data_dir, store, spec, opts, work)
     build.inputs = [str(p) for p in inputs]
     own = own_position_columns(spec) if spec.kind == "child" and opts.orphans == "keep" else None
@@ -641,12 +726,9 @@ def _build_version(
             layout = build.director_layout()
             parts = PartitionSet(p for p, _ in layout)
         else:
-            assert director is not None and director_spec is not None
-            build.child_placement(director_spec)
-            director_parts = [
-                Partition(p.order, p.pixel) for p in store.partitions(director_spec.qualified_name)
-            ]
-            parts = build.child_layout(director_parts)
+            assert director_spec is not None
+            build.child_placement(director_spec, [data_dir / p.path for p in director_parts])
+            parts = build.child_layout([Partition(p.order, p.pixel) for p in director_parts])
         margins = spec.kind == "director" and opts.margin_arcsec > 0
         index_key = spec.director_key if spec.kind == "director" else None
         partitions = build.write_partitioned(
@@ -713,8 +795,9 @@ def _build_version(
         for f in _file_records(build.out)
     ]
     publish_dir(build.out, dest)
-    try:
-        return store.commit_version(
+    return _Pending(
+        dest,
+        VersionCommit(
             ingest_id,
             spec,
             path=version_rel.as_posix(),
@@ -728,10 +811,9 @@ def _build_version(
                 "partition_threshold": opts.threshold,
                 "highest_order": opts.highest_order,
                 "row_group_rows": opts.row_group_rows,
+                "orphans": opts.orphans,
                 "orphans_kept": getattr(build, "orphans", 0) if opts.orphans == "keep" else 0,
             },
             expected_current=old.version if old else 0,
-        )
-    except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise
+        ),
+    )

@@ -21,7 +21,7 @@ import contextlib
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from qcat.errors import IngestError
@@ -80,10 +80,10 @@ def _lock_is_free(data_dir: Path, table: str) -> bool:
         os.close(fd)
 
 
-def recover(data_dir: Path, store: MetadataStore, holding: str | None = None) -> list[str]:
+def recover(data_dir: Path, store: MetadataStore, holding: Collection[str] = ()) -> list[str]:
     """Clean up after interrupted ingests; return what was removed.
 
-    ``holding`` names the table whose lock the caller holds.
+    ``holding`` names the tables whose locks the caller holds.
 
     An ingest recorded as running whose table lock is free has died: its
     staging area is removed and it is recorded as failed. Version
@@ -94,10 +94,10 @@ def recover(data_dir: Path, store: MetadataStore, holding: str | None = None) ->
     removed: list[str] = []
 
     def free(table: str) -> bool:
-        return table == holding or _lock_is_free(data_dir, table)
+        return table in holding or _lock_is_free(data_dir, table)
 
     for rec in store.ingests(status="running"):
-        if not free(rec.table):
+        if not free(rec.table.lower()):
             continue
         staging = data_dir / rec.staging_path
         if staging.exists():

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pytest
 
 from qcat.metadata.store import MetadataStore
-from tests.conftest import DemoTables, RunQcat
+from tests.conftest import DemoTables, RunQcat, make_demo
 from tests.formats import write_as
 
 
@@ -186,6 +186,22 @@ def test_orphan_children_rejected_or_kept(
     )
     after = dict((n, r) for n, _, r, _ in state(published))
     assert after["demo.Source"] == dict((n, r) for n, _, r, _ in before)["demo.Source"] + 20
+    # Appending to the director re-places the child, keeping its orphans as before.
+    objects = write_as(new_objects(demo_small), tmp_path / "more.parquet", "parquet")
+    run_qcat(
+        "ingest",
+        "--data",
+        published,
+        "--schema",
+        demo_small.schema,
+        "--table",
+        "demo.Object",
+        "--quiet",
+        objects,
+    )
+    rebuilt = dict((n, (v, r)) for n, v, r, _ in state(published))
+    assert rebuilt["demo.Source"] == (3, after["demo.Source"])
+    assert rebuilt["demo.Object"][1] == after["demo.Object"] + 500
 
 
 def test_truncated_file(
@@ -207,30 +223,38 @@ def test_missing_input_file(
     assert "nowhere.parquet" in err and "not found" in err
 
 
-def test_write_error_while_writing(
-    published: Path, tmp_path: Path, demo_small: DemoTables, run_qcat: RunQcat
-) -> None:
+def test_write_error_while_writing(tmp_path: Path, run_qcat: RunQcat) -> None:
     """A write that the OS refuses (file size limit, as on a full disk) fails cleanly."""
-    f = write_as(new_objects(demo_small), tmp_path / "ok.parquet", "parquet")
+    # One partition per table, so the rebuilt child file is far larger than the
+    # metadata database: the limit then lets the database work and stops the data.
+    demo = make_demo(6000)
+    data = tmp_path / "data"
+    obj = write_as(demo.objects.slice(0, 5000), tmp_path / "o.parquet", "parquet")
+    keys = set(demo.objects["objectId"].slice(0, 5000).to_pylist())
+    mask = pa.array([k in keys for k in demo.sources["objectId"].to_pylist()])
+    src = write_as(demo.sources.filter(mask), tmp_path / "s.parquet", "parquet")
+    common = ["--data", data, "--schema", demo.schema, "--quiet"]
+    run_qcat("ingest", *common, "--table", "demo.Object", obj)
+    run_qcat("ingest", *common, "--table", "demo.Source", src)
+    limit = (data / "qcat.sqlite").stat().st_size + 128 * 1024
+    largest_source_file = max(p.stat().st_size for p in (data / "tables").rglob("Npix=*.parquet"))
+    assert largest_source_file > limit, "test data too small to trip the file size limit"
+    f = write_as(demo.objects.slice(5000, 500), tmp_path / "ok.parquet", "parquet")
 
     def limit_file_size() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    before = state(published)
+    before = state(data)
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "qcat",
             "ingest",
-            "--data",
-            str(published),
-            "--schema",
-            str(demo_small.schema),
+            *map(str, common),
             "--table",
             "demo.Object",
-            "--quiet",
             str(f),
         ],
         capture_output=True,
@@ -239,7 +263,9 @@ def test_write_error_while_writing(
         timeout=300,
     )
     assert proc.returncode == 1, proc.stderr
-    assert "unchanged" in proc.stderr or "File too large" in proc.stderr
+    assert "File too large" in proc.stderr
+    assert "unchanged" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert state(published) == before
-    assert run_qcat("admin", "verify", "--data", published).returncode == 0
+    assert state(data) == before
+    assert run_qcat("admin", "verify", "--data", data).returncode == 0
+    assert not any((data / "staging").iterdir())

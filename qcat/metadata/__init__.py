@@ -13,6 +13,7 @@ from qcat.metadata.records import (
     InputFileRecord,
     PartitionRecord,
     TableRecord,
+    VersionCommit,
     VersionRecord,
 )
 from qcat.metadata.store import METADATA_URL_ENV, MetadataStore
@@ -28,5 +29,6 @@ __all__ = [
     "MetadataStore",
     "PartitionRecord",
     "TableRecord",
+    "VersionCommit",
     "VersionRecord",
 ]

@@ -106,3 +106,25 @@ class IngestRecord:
     message: str | None
     inputs: list[InputFileRecord]
     version: int | None
+
+
+@dataclass(frozen=True)
+class VersionCommit:
+    """Everything needed to publish one new table version (see ``commit_versions``).
+
+    ``expected_current`` guards against concurrent changes: when given, the
+    table's current version must be this number (``0``: no version yet).
+    """
+
+    ingest_id: int
+    spec: TableSpec
+    path: str
+    num_rows: int
+    partitions: list[PartitionRecord]
+    files: list[FileRecord]
+    margin_path: str | None = None
+    margin_arcsec: float | None = None
+    index_path: str | None = None
+    attached: bool = False
+    properties: dict[str, Any] | None = None
+    expected_current: int | None = None

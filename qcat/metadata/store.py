@@ -32,6 +32,7 @@ from qcat.metadata.records import (
     InputFileRecord,
     PartitionRecord,
     TableRecord,
+    VersionCommit,
     VersionRecord,
 )
 from qcat.metadata.tables import (
@@ -283,66 +284,37 @@ class MetadataStore:
         the table's current version must be this number (``0``: the table
         must have no version yet), else :class:`IngestError` is raised.
         """
-        props = dict(properties or {})
-        _check_json_values(spec.qualified_name, partitions, props)
-        for f in files:
-            if f.role not in FILE_ROLES:
-                raise ValueError(f"file {f.path}: role {f.role!r} is not one of {FILE_ROLES}")
-            _check_sha256(f.sha256, f"file {f.path}")
+        commit = VersionCommit(
+            ingest_id,
+            spec,
+            path,
+            num_rows,
+            partitions,
+            files,
+            margin_path,
+            margin_arcsec,
+            index_path,
+            attached,
+            properties,
+            expected_current,
+        )
+        return self.commit_versions([commit])[0]
+
+    def commit_versions(self, commits: list[VersionCommit]) -> list[VersionRecord]:
+        """Publish several table versions in one transaction: all or none.
+
+        A director append and the rebuild of its child tables commit together,
+        so a reader never sees a director whose children are placed on its
+        old partitions.
+        """
+        for c in commits:
+            _check_json_values(c.spec.qualified_name, c.partitions, dict(c.properties or {}))
+            for f in c.files:
+                if f.role not in FILE_ROLES:
+                    raise ValueError(f"file {f.path}: role {f.role!r} is not one of {FILE_ROLES}")
+                _check_sha256(f.sha256, f"file {f.path}")
         with write_transaction(self._engine) as conn:
-            run = _ingest_row(conn, ingest_id)
-            if run.status != "running":
-                raise IngestError(
-                    f"ingest {ingest_id} of table {run.table_name} is {run.status}; "
-                    "only a running ingest can be committed"
-                )
-            if _fold(run.table_name) != _fold(spec.qualified_name):
-                raise IngestError(
-                    f"ingest {ingest_id} is of table {run.table_name}, not {spec.qualified_name}"
-                )
-            current = _lock_table(conn, spec.qualified_name)
-            if expected_current is not None and (current or 0) != expected_current:
-                raise IngestError(
-                    f"table {spec.qualified_name} changed during ingest: its current "
-                    f"version is {current or 'none'}, the ingest was built on "
-                    f"{expected_current or 'none'}; run the ingest again"
-                )
-            name = spec.qualified_name
-            try:
-                _save_table(conn, spec)
-                number = _next_version(conn, name)
-                conn.execute(
-                    table_version.insert().values(
-                        table_name=name,
-                        version=number,
-                        ingest_id=ingest_id,
-                        base_version=current if run.operation == "append" else None,
-                        path=path,
-                        created_at=_now(),
-                        num_rows=num_rows,
-                        num_partitions=len(partitions),
-                        margin_path=margin_path,
-                        margin_arcsec=margin_arcsec,
-                        index_path=index_path,
-                        attached=attached,
-                        properties=props,
-                    )
-                )
-                _insert_partitions(conn, name, number, partitions)
-                _insert_files(conn, name, number, files)
-                conn.execute(
-                    catalog_table.update()
-                    .where(catalog_table.c.name == name)
-                    .values(current_version=number, updated_at=_now())
-                )
-                conn.execute(
-                    ingest.update()
-                    .where(ingest.c.id == ingest_id)
-                    .values(status="committed", finished_at=_now())
-                )
-            except IntegrityError as e:
-                raise IngestError(f"table {name}: cannot publish the new version: {e.orig}") from e
-            return _version_record(_version_row(conn, name, number))
+            return [_commit_one(conn, c) for c in commits]
 
     # -- reading ------------------------------------------------------------
 
@@ -701,3 +673,58 @@ def _ingest_record(row: Row[Any], inputs: list[InputFileRecord]) -> IngestRecord
         inputs=inputs,
         version=row.version,
     )
+
+
+def _commit_one(conn: Connection, c: VersionCommit) -> VersionRecord:
+    """Publish one version inside the caller's transaction."""
+    run = _ingest_row(conn, c.ingest_id)
+    if run.status != "running":
+        raise IngestError(
+            f"ingest {c.ingest_id} of table {run.table_name} is {run.status}; "
+            "only a running ingest can be committed"
+        )
+    name = c.spec.qualified_name
+    if _fold(run.table_name) != _fold(name):
+        raise IngestError(f"ingest {c.ingest_id} is of table {run.table_name}, not {name}")
+    current = _lock_table(conn, name)
+    if c.expected_current is not None and (current or 0) != c.expected_current:
+        raise IngestError(
+            f"table {name} changed during ingest: its current "
+            f"version is {current or 'none'}, the ingest was built on "
+            f"{c.expected_current or 'none'}; run the ingest again"
+        )
+    try:
+        _save_table(conn, c.spec)
+        number = _next_version(conn, name)
+        conn.execute(
+            table_version.insert().values(
+                table_name=name,
+                version=number,
+                ingest_id=c.ingest_id,
+                base_version=current if run.operation == "append" else None,
+                path=c.path,
+                created_at=_now(),
+                num_rows=c.num_rows,
+                num_partitions=len(c.partitions),
+                margin_path=c.margin_path,
+                margin_arcsec=c.margin_arcsec,
+                index_path=c.index_path,
+                attached=c.attached,
+                properties=dict(c.properties or {}),
+            )
+        )
+        _insert_partitions(conn, name, number, c.partitions)
+        _insert_files(conn, name, number, c.files)
+        conn.execute(
+            catalog_table.update()
+            .where(catalog_table.c.name == name)
+            .values(current_version=number, updated_at=_now())
+        )
+        conn.execute(
+            ingest.update()
+            .where(ingest.c.id == c.ingest_id)
+            .values(status="committed", finished_at=_now())
+        )
+    except IntegrityError as e:
+        raise IngestError(f"table {name}: cannot publish the new version: {e.orig}") from e
+    return _version_record(_version_row(conn, name, number))
