@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import resource
 import signal
 import subprocess
@@ -269,3 +271,64 @@ def test_write_error_while_writing(tmp_path: Path, run_qcat: RunQcat) -> None:
     assert state(data) == before
     assert run_qcat("admin", "verify", "--data", data).returncode == 0
     assert not any((data / "staging").iterdir())
+
+
+def _drop_root_file_override() -> None:
+    """Make permission bits bind in the child even when the tests run as root.
+
+    Drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the capability
+    bounding set, so the process ``exec`` starts lacks them.
+    """
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_capbset_drop, cap_dac_override, cap_dac_read_search = 24, 1, 2
+    for cap in (cap_dac_override, cap_dac_read_search):
+        if libc.prctl(pr_capbset_drop, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_permission_error_rolls_back_director_and_children(
+    published: Path, tmp_path: Path, demo_small: DemoTables
+) -> None:
+    """The director builds, its child cannot be written: neither is published."""
+    f = write_as(new_objects(demo_small), tmp_path / "ok.parquet", "parquet")
+    source_dir = published / "tables" / "demo.source"
+    versions_before = {p.name for p in (published / "tables").glob("*/*")}
+    before = state(published)
+    source_dir.chmod(0o555)
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "qcat",
+                "ingest",
+                "--data",
+                str(published),
+                "--schema",
+                str(demo_small.schema),
+                "--table",
+                "demo.Object",
+                "--quiet",
+                str(f),
+            ],
+            capture_output=True,
+            text=True,
+            preexec_fn=_drop_root_file_override,
+            timeout=300,
+        )
+    finally:
+        source_dir.chmod(0o755)
+    assert proc.returncode == 1, proc.stderr
+    assert "Permission denied" in proc.stderr and "demo.source" in proc.stderr
+    assert "unchanged" in proc.stderr and "Traceback" not in proc.stderr
+    assert state(published) == before
+    assert {p.name for p in (published / "tables").glob("*/*")} == versions_before
+    assert not any((published / "staging").iterdir())
+    verify = subprocess.run(
+        [sys.executable, "-m", "qcat", "admin", "verify", "--data", str(published)],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
