@@ -223,35 +223,35 @@ def load_felis(path: str | Path) -> dict[str, TableSpec]:
         for c in t.columns:
             id_to_column[c.id] = (t.name, c.name)
 
-    out: dict[str, TableSpec] = {}
-    for t in schema.tables:
-        columns = tuple(
-            ColumnSpec(
-                name=c.name,
-                datatype=str(c.datatype.value if hasattr(c.datatype, "value") else c.datatype),
-                nullable=bool(c.nullable),
-                description=c.description,
-                unit=c.ivoa_unit or c.fits_tunit,
-                ucd=c.ivoa_ucd,
-                length=c.length,
-                principal=bool(c.tap_principal),
-            )
-            for c in t.columns
-        )
-        pk_ids = (
-            t.primary_key
-            if isinstance(t.primary_key, list)
-            else ([t.primary_key] if t.primary_key else [])
-        )
-        primary_key = tuple(id_to_column[i][1] for i in pk_ids if i in id_to_column)
+    def main_position(columns: tuple[ColumnSpec, ...]) -> tuple[str | None, str | None]:
         ra = next((c.name for c in columns if (c.ucd or "").lower() == RA_UCD), None)
         dec = next((c.name for c in columns if (c.ucd or "").lower() == DEC_UCD), None)
+        return ra, dec
+
+    def primary_key_of(t: Any) -> tuple[str, ...]:
+        ids = t.primary_key if isinstance(t.primary_key, list) else [t.primary_key]
+        return tuple(id_to_column[i][1] for i in ids if i and i in id_to_column)
+
+    columns_of = {t.name: _felis_columns(t) for t in schema.tables}
+    # A director has main positions and a one-column key; a foreign key makes
+    # a child only when it points at such a table (not at, say, a filter list).
+    directors = {
+        t.name
+        for t in schema.tables
+        if all(main_position(columns_of[t.name])) and len(primary_key_of(t)) == 1
+    }
+
+    out: dict[str, TableSpec] = {}
+    for t in schema.tables:
+        columns = columns_of[t.name]
+        primary_key = primary_key_of(t)
+        ra, dec = main_position(columns)
         director = fk_col = ref_col = None
         for con in t.constraints:
-            if not isinstance(con, ForeignKeyConstraint):
+            if not isinstance(con, ForeignKeyConstraint) or len(con.columns) != 1:
                 continue
             ref_table, ref_column = id_to_column[con.referenced_columns[0]]
-            if ref_table == t.name:
+            if ref_table == t.name or ref_table not in directors:
                 continue
             director = f"{schema.name}.{ref_table}"
             fk_col = id_to_column[con.columns[0]][1]
@@ -271,6 +271,23 @@ def load_felis(path: str | Path) -> dict[str, TableSpec]:
         )
         out[spec.qualified_name] = spec
     return out
+
+
+def _felis_columns(table: Any) -> tuple[ColumnSpec, ...]:
+    """The columns of a Felis table model as :class:`ColumnSpec`."""
+    return tuple(
+        ColumnSpec(
+            name=c.name,
+            datatype=str(c.datatype.value if hasattr(c.datatype, "value") else c.datatype),
+            nullable=bool(c.nullable),
+            description=c.description,
+            unit=c.ivoa_unit or c.fits_tunit,
+            ucd=c.ivoa_ucd,
+            length=c.length,
+            principal=bool(c.tap_principal),
+        )
+        for c in table.columns
+    )
 
 
 def spec_from_felis(path: str | Path, qualified_name: str) -> TableSpec:
