@@ -79,6 +79,22 @@ def footer_stats(meta: pq.FileMetaData) -> dict[str, list[Any]]:
     return out
 
 
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary encoding: strings, booleans and narrow integers.
+
+    Measured on the demo catalog, dictionary-encoding every column made writing
+    six times slower while floats and unique ids gained nothing from it.
+    """
+    return [
+        f.name
+        for f in schema
+        if pa.types.is_string(f.type)
+        or pa.types.is_large_string(f.type)
+        or pa.types.is_boolean(f.type)
+        or (pa.types.is_integer(f.type) and f.type.bit_width <= 16)
+    ]
+
+
 class PartitionedWriter:
     """Write rows grouped by partition into ``dataset/Norder=/Dir=/Npix=.parquet`` files.
 
@@ -148,6 +164,7 @@ class PartitionedWriter:
             path,
             self.schema,
             compression=self.compression,
+            use_dictionary=dictionary_columns(self.schema),
             write_statistics=True,
         )
         self._current = p

@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
@@ -53,6 +53,7 @@ from partition.stage import (
     OWN_HEALPIX_COLUMN,
     ROW_COLUMN,
     SOURCE_COLUMN,
+    StagedInputs,
     stage_inputs,
 )
 from partition.transaction import publish_dir, recover, table_dir, table_lock
@@ -74,6 +75,12 @@ MARGIN_DIR = "margin"
 CATALOG_DIR = "catalog"
 INDEX_FILE = "index/director_index.parquet"
 PLAIN_FILE = "table.parquet"
+#: Options of work files that DuckDB reads back once.
+_STAGE_WRITER: dict[str, Any] = {
+    "compression": "lz4",
+    "use_dictionary": False,
+    "write_statistics": False,
+}
 
 
 def current_version_or_none(store: MetadataStore, name: str) -> VersionRecord | None:
@@ -195,8 +202,8 @@ class _Build:
         self.inputs: list[str] = []
 
     # -- sources ------------------------------------------------------------
-    def source_sql(self, staged: Sequence[Path], old: VersionRecord | None) -> str:
-        """SQL of all rows of the new version: staged rows plus published ones."""
+    def source_sql(self, staged: StagedInputs, old: VersionRecord | None) -> str:
+        """SQL of all rows of the new version: new rows plus published ones."""
         cols = ", ".join(_ident(c) for c in self.spec.column_names)
         parts = []
         has_h29 = self.spec.kind == "director"
@@ -206,10 +213,16 @@ class _Build:
             if self.spec.kind == "child" and self.options.orphans == "keep"
             else ""
         )
-        if staged:
+        if staged.files:
             parts.append(
                 f"SELECT {cols}{extra_new}{own}, {SOURCE_COLUMN}, {ROW_COLUMN} "
-                f"FROM read_parquet({_file_list(staged)})"
+                f"FROM read_parquet({_file_list(staged.files)})"
+            )
+        for src, path in staged.direct:
+            parts.append(
+                f"SELECT {cols}, {src}::INTEGER AS {SOURCE_COLUMN}, "
+                f"file_row_number::BIGINT AS {ROW_COLUMN} "
+                f"FROM read_parquet({_sql_str(path)}, file_row_number = true)"
             )
         if old is not None:
             old_files = self.old_files(old)
@@ -245,15 +258,21 @@ class _Build:
         if key is None:
             return
         k = _ident(key)
+        # The common case (no duplicates) costs one lean aggregation; the
+        # places of duplicates are only gathered when there are some.
+        self.con.execute(
+            f"CREATE TEMP TABLE duplicate_keys AS SELECT {k} AS k FROM src "
+            f"GROUP BY {k} HAVING count(*) > 1"
+        )
+        n_dup = _scalar(self.con, "SELECT count(*) FROM duplicate_keys")
+        if n_dup == 0:
+            return
         self.con.execute(
             f"CREATE TEMP TABLE duplicates AS SELECT {k} AS k, count(*) AS n, "
             f"list({SOURCE_COLUMN} ORDER BY {SOURCE_COLUMN}, {ROW_COLUMN})[1:3] AS srcs, "
             f"list({ROW_COLUMN} ORDER BY {SOURCE_COLUMN}, {ROW_COLUMN})[1:3] AS rows "
-            f"FROM src GROUP BY {k} HAVING count(*) > 1"
+            f"FROM src SEMI JOIN duplicate_keys d ON {k} = d.k GROUP BY {k}"
         )
-        n_dup = _scalar(self.con, "SELECT count(*) FROM duplicates")
-        if n_dup == 0:
-            return
         examples = []
         for k_val, n, srcs, rows in self.con.sql(
             "SELECT * FROM duplicates ORDER BY k LIMIT 5"
@@ -309,10 +328,10 @@ class _Build:
         order = self.options.highest_order
         shift = 2 * (HEALPIX_ORDER - order)
         counts = self.con.sql(
-            f"SELECT {HEALPIX_COLUMN} >> {shift} AS pix, count(*) FROM placed GROUP BY pix"
-        ).fetchall()
+            f"SELECT {HEALPIX_COLUMN} >> {shift} AS pix, count(*) AS n FROM placed GROUP BY pix"
+        ).to_arrow_table()
         return adaptive_layout(
-            {int(p): int(n) for p, n in counts},
+            (counts["pix"].to_numpy(), counts["n"].to_numpy()),
             order,
             threshold=self.options.threshold,
             lowest_order=self.options.lowest_order,
@@ -395,7 +414,9 @@ class _Build:
         taken = batch.take(pa.array(rows))
         taken = taken.append_column(PART_COLUMN, pa.array(pidx.astype(np.int32)))
         if writer is None:
-            writer = pq.ParquetWriter(self.work / "margin-stage.parquet", taken.schema)
+            writer = pq.ParquetWriter(
+                self.work / "margin-stage.parquet", taken.schema, **_STAGE_WRITER
+            )
         writer.write_batch(taken)
         return writer
 
@@ -408,7 +429,7 @@ class _Build:
     ) -> pq.ParquetWriter:
         b = pa.record_batch({key: batch.column(key), PART_COLUMN: pa.array(idx.astype(np.int32))})
         if writer is None:
-            writer = pq.ParquetWriter(self.work / "index-stage.parquet", b.schema)
+            writer = pq.ParquetWriter(self.work / "index-stage.parquet", b.schema, **_STAGE_WRITER)
         writer.write_batch(b)
         return writer
 
@@ -708,7 +729,7 @@ def _build_version(
             inputs, spec, work / "stage", bar, own_position=own, batch_rows=opts.batch_rows
         )
     result.rows_added = staged.rows
-    build.con.execute(f"CREATE TEMP VIEW src AS {build.source_sql(staged.files, old)}")
+    build.con.execute(f"CREATE TEMP VIEW src AS {build.source_sql(staged, old)}")
     build.check_unique_keys()
     total = _scalar(build.con, "SELECT count(*) FROM src")
 

@@ -93,7 +93,7 @@ class PartitionSet:
 
 
 def adaptive_layout(
-    counts: dict[int, int] | Sequence[tuple[int, int]],
+    counts: dict[int, int] | Sequence[tuple[int, int]] | tuple[np.ndarray, np.ndarray],
     count_order: int,
     *,
     threshold: int,
@@ -103,7 +103,8 @@ def adaptive_layout(
     """Choose partitions from row counts per pixel at ``count_order``.
 
     ``counts`` maps order-``count_order`` NESTED pixels to their row counts
-    (pixels without rows may be absent). A pixel is split into its four
+    (pixels without rows may be absent): a mapping, ``(pixel, count)`` pairs,
+    or two arrays ``(pixels, counts)``. A pixel is split into its four
     children while it holds more than ``threshold`` rows, it is shallower
     than ``highest_order`` (default ``count_order``), and splitting is
     possible. Pixels without rows get no partition. Returns
@@ -112,9 +113,14 @@ def adaptive_layout(
     top = count_order if highest_order is None else min(highest_order, count_order)
     if lowest_order > top:
         raise ValueError("lowest_order is above highest_order")
-    items = sorted(dict(counts).items())
-    pix = np.array([p for p, _ in items], dtype=np.int64)
-    cnt = np.array([c for _, c in items], dtype=np.int64)
+    if isinstance(counts, tuple) and len(counts) == 2 and isinstance(counts[0], np.ndarray):
+        pix, cnt = (np.asarray(a, dtype=np.int64) for a in counts)
+    else:
+        items = dict(counts)
+        pix = np.fromiter(items.keys(), dtype=np.int64, count=len(items))
+        cnt = np.fromiter(items.values(), dtype=np.int64, count=len(items))
+    order = np.argsort(pix, kind="stable")
+    pix, cnt = pix[order], cnt[order]
     out: list[tuple[Partition, int]] = []
 
     def visit(order: int, pixel: int, lo: int, hi: int) -> None:
