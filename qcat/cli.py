@@ -335,3 +335,8 @@ def ingests(data: Path | None, table: str | None) -> None:
             )
     finally:
         store.close()
+
+
+from qcat.worker.cli import worker  # noqa: E402
+
+main.add_command(worker)

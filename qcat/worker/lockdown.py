@@ -1,0 +1,99 @@
+"""The locked-down DuckDB database of a worker, and the checks around task SQL.
+
+A worker runs SQL that arrives over the network. DuckDB's own settings keep
+it from touching files outside ``DATA/tables/``, the network and extensions;
+they cannot stop a statement that *writes* inside the allowed directory
+(``COPY ... TO``, ``EXPORT DATABASE``, ``ATTACH``), so a task may only be one
+SELECT statement, and the temporary views it reads are created by the worker.
+See ``docs/workers.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+
+from qcat.worker.errors import TaskError
+
+
+def sql_string(value: str) -> str:
+    """``value`` as a SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_identifier(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def open_locked_database(
+    tables_dir: Path,
+    *,
+    memory_limit: str,
+    threads: int,
+    temp_dir: Path,
+    temp_limit: str,
+    setup_sql: Sequence[str] = (),
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB database that can only read files under ``tables_dir``.
+
+    ``setup_sql`` (trusted: macro definitions from the operator's setup module)
+    runs before the lockdown; afterwards no setting can change.
+    """
+    con = duckdb.connect(
+        config={
+            # no extension is ever fetched or loaded behind our back
+            "autoload_known_extensions": False,
+            "autoinstall_known_extensions": False,
+            "allow_community_extensions": False,
+            # one limit for the whole process: every task shares it
+            "memory_limit": memory_limit,
+            "threads": threads,
+            # spill files go to a private directory, not the current one
+            "temp_directory": str(temp_dir),
+            "max_temp_directory_size": temp_limit,
+        }
+    )
+    try:
+        for statement in setup_sql:
+            con.execute(statement)
+        root = str(tables_dir).rstrip("/") + "/"
+        con.execute(f"SET allowed_directories=[{sql_string(root)}]")
+        con.execute("SET enable_external_access=false")
+        con.execute("SET lock_configuration=true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def check_single_select(con: duckdb.DuckDBPyConnection, sql: str, where: str) -> None:
+    """Raise :class:`TaskError` unless ``sql`` is exactly one SELECT statement.
+
+    Parsing only: nothing is bound or run. ``where`` names the task in errors.
+    """
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as e:
+        raise TaskError(f"{where}: {e}") from None
+    if len(statements) != 1:
+        raise TaskError(
+            f"{where}: the SQL must be exactly one SELECT statement, got {len(statements)}"
+        )
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise TaskError(
+            f"{where}: only SELECT statements may run on a worker, got a {kind.name} statement"
+        )
+
+
+def bind_relations(cursor: duckdb.DuckDBPyConnection, relations: dict[str, list[Path]]) -> None:
+    """Create one temporary view per relation on the task's own cursor."""
+    for name, files in relations.items():
+        listed = ", ".join(sql_string(str(f)) for f in files)
+        cursor.execute(
+            f"CREATE TEMP VIEW {sql_identifier(name)} AS "
+            f"SELECT * FROM read_parquet([{listed}], union_by_name=false)"
+        )

@@ -1,0 +1,49 @@
+"""Worker settings: every limit is a named setting with a default and help text."""
+
+from __future__ import annotations
+
+from qcat.config import Setting
+
+WORKER_SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting(
+            "worker_memory_limit",
+            "1GB",
+            "DuckDB memory limit of one worker process, shared by all its running tasks; "
+            "beyond it operators spill to the worker's temp directory or the task fails.",
+        ),
+        Setting(
+            "worker_threads",
+            1,
+            "DuckDB threads of one worker process (tasks also run on their own request "
+            "threads, so run one worker per core rather than many threads per worker).",
+        ),
+        Setting(
+            "worker_temp_limit",
+            "10GB",
+            "Most disk one worker's DuckDB may use for spill files (in a private "
+            "directory under $TMPDIR, removed when the worker stops).",
+        ),
+        Setting(
+            "worker_max_tasks",
+            8,
+            "Tasks one worker runs at once; more wait (until their deadline) for a slot.",
+        ),
+        Setting(
+            "worker_batch_rows",
+            65_536,
+            "Rows per Arrow record batch a worker streams back.",
+        ),
+        Setting(
+            "worker_cancelled_memory",
+            10_000,
+            "How many cancelled query ids a worker remembers, to refuse their late tasks.",
+        ),
+    )
+}
+
+
+def default(name: str) -> int | float | str:
+    """The default value of worker setting ``name``."""
+    return WORKER_SETTINGS[name].default
