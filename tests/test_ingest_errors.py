@@ -332,3 +332,18 @@ def test_permission_error_rolls_back_director_and_children(
         text=True,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_null_director_key_names_file_and_row(
+    fmt: str, published: Path, tmp_path: Path, demo_small: DemoTables, run_qcat: RunQcat
+) -> None:
+    """Parquet children are read in place, other formats staged: both check NULL keys."""
+    src = demo_small.sources.slice(0, 50)
+    src = src.set_column(0, "sourceId", pc.add(src["sourceId"], pa.scalar(10**17, pa.int64())))
+    keys = src["objectId"].to_pylist()
+    keys[37] = None
+    src = src.set_column(1, pa.field("objectId", pa.int64()), pa.array(keys, pa.int64()))
+    f = write_as(src, tmp_path / f"nullkey.{fmt}", fmt)
+    err = ingest_fails(run_qcat, published, demo_small.schema, "demo.Source", f)
+    assert f"nullkey.{fmt}" in err and "row 37" in err and "objectId" in err
