@@ -340,3 +340,7 @@ def ingests(data: Path | None, table: str | None) -> None:
 from qcat.worker.cli import worker  # noqa: E402
 
 main.add_command(worker)
+
+from qcat.czar.adql.cli import adql  # noqa: E402
+
+main.add_command(adql)
