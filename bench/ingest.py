@@ -148,8 +148,9 @@ def main() -> None:
                     ],
                     capture_output=True,
                     text=True,
-                    check=True,
                 )
+                if proc.returncode != 0:
+                    sys.exit(f"{table} {kind} failed:\n{proc.stderr}")
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 results.setdefault((table, kind), []).append(r)
                 print(

@@ -337,10 +337,15 @@ def ingests(data: Path | None, table: str | None) -> None:
         store.close()
 
 
+# Commands defined beside the code they drive; errors are reported the same way.
+from qcat.czar.adql.cli import adql  # noqa: E402
+from qcat.czar.cli import explain, query  # noqa: E402
 from qcat.worker.cli import worker  # noqa: E402
 
-main.add_command(worker)
-
-from qcat.czar.adql.cli import adql  # noqa: E402
-
+for _command in (query, explain):
+    assert _command.callback is not None
+    _command.callback = _reports_errors(_command.callback)
+adql.add_command(explain)
 main.add_command(adql)
+main.add_command(query)
+main.add_command(worker)

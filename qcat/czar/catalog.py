@@ -1,0 +1,145 @@
+"""A consistent snapshot of the published tables, as the planner sees them.
+
+One query plans and runs against one snapshot: the current version of every
+table when the query started. Versions are immutable and the previous one is
+kept after an ingest (see ``partition.transaction``), so a query that started
+before a commit finishes on the files it planned with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from partition.layout import Partition, PartitionSet
+from qcat.errors import NotFoundError
+from qcat.metadata.records import VersionRecord
+from qcat.metadata.store import MetadataStore
+from qcat.schema import TableSpec
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One partition of a table version: its data file and its margin file, if any.
+
+    Paths are relative to the data directory.
+    """
+
+    order: int
+    pixel: int
+    num_rows: int
+    path: str
+    margin_path: str | None
+
+    @property
+    def partition(self) -> Partition:
+        """The HEALPix pixel of this chunk."""
+        return Partition(self.order, self.pixel)
+
+
+@dataclass(frozen=True)
+class TableSnapshot:
+    """One table at the version a query reads."""
+
+    spec: TableSpec
+    version: VersionRecord
+    chunks: tuple[Chunk, ...]
+    #: The single file of an unpartitioned table (``None`` when partitioned).
+    plain_path: str | None
+
+    @property
+    def name(self) -> str:
+        """Qualified name, ``schema.table``."""
+        return self.spec.qualified_name
+
+    @property
+    def partitioned(self) -> bool:
+        """Whether the table is split into HEALPix chunks."""
+        return self.plain_path is None
+
+    @property
+    def margin_arcsec(self) -> float:
+        """Width of the margin catalog (0 without one)."""
+        return float(self.version.margin_arcsec or 0.0)
+
+    def partition_set(self) -> PartitionSet:
+        """The chunks as a :class:`PartitionSet` (index i is ``chunks[i]``)."""
+        return PartitionSet(c.partition for c in self.chunks)
+
+    def chunks_at(self, partitions: list[Partition]) -> list[Chunk]:
+        """The chunks at exactly these pixels (pixels this table lacks are skipped)."""
+        by_pixel = {(c.order, c.pixel): c for c in self.chunks}
+        return [by_pixel[(p.order, p.pixel)] for p in partitions if (p.order, p.pixel) in by_pixel]
+
+    def chunks_overlapping(self, ranges: np.ndarray) -> list[Chunk]:
+        """Chunks whose order-29 range meets any of the half-open ``ranges`` (n x 2)."""
+        parts = self.partition_set()
+        if len(parts) == 0 or len(ranges) == 0:
+            return []
+        lo = np.asarray(ranges[:, 0], dtype=np.int64)
+        hi = np.asarray(ranges[:, 1], dtype=np.int64)
+        # Chunk i meets range j when start_i < hi_j and lo_j < end_i.
+        first = np.searchsorted(parts.ends, lo, side="right")
+        last = np.searchsorted(parts.starts, hi, side="left")
+        hit = np.zeros(len(parts), dtype=bool)
+        for f, la in zip(first.tolist(), last.tolist(), strict=True):
+            hit[f:la] = True
+        return [c for c, h in zip(self.chunks, hit.tolist(), strict=True) if h]
+
+
+class CatalogSnapshot:
+    """The current version of every published table, read once from the metadata store."""
+
+    def __init__(self, tables: dict[str, TableSnapshot]) -> None:
+        self._tables = tables
+
+    @classmethod
+    def load(cls, store: MetadataStore) -> CatalogSnapshot:
+        """Read every table that has a published version."""
+        tables: dict[str, TableSnapshot] = {}
+        for record in store.tables():
+            version = store.current_version(record.name)
+            if version is None:
+                continue
+            tables[record.name.lower()] = _table_snapshot(store, record.spec, version)
+        return cls(tables)
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path) -> CatalogSnapshot:
+        """Snapshot of the data directory's metadata store."""
+        store = MetadataStore.for_data_dir(data_dir)
+        try:
+            return cls.load(store)
+        finally:
+            store.close()
+
+    def table(self, name: str) -> TableSnapshot:
+        """The table ``schema.table`` (case-insensitive)."""
+        try:
+            return self._tables[name.lower()]
+        except KeyError:
+            raise NotFoundError(f"no table {name!r}") from None
+
+    def tables(self) -> list[TableSnapshot]:
+        """Every table, by name."""
+        return [self._tables[k] for k in sorted(self._tables)]
+
+
+def _table_snapshot(store: MetadataStore, spec: TableSpec, version: VersionRecord) -> TableSnapshot:
+    if spec.kind == "plain":
+        return TableSnapshot(spec, version, (), f"{version.path}/table.parquet")
+    margin_files = {
+        f.path for f in store.files(spec.qualified_name, version.version) if f.role == "margin"
+    }
+    chunks = []
+    for p in store.partitions(spec.qualified_name, version.version):
+        margin = None
+        if version.margin_path:
+            relative = p.path.split("/dataset/", 1)[-1]
+            candidate = f"{version.margin_path}/dataset/{relative}"
+            margin = candidate if candidate in margin_files else None
+        chunks.append(Chunk(p.order, p.pixel, p.num_rows, p.path, margin))
+    chunks.sort(key=lambda c: c.partition.lo29)
+    return TableSnapshot(spec, version, tuple(chunks), None)

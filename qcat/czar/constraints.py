@@ -1,0 +1,248 @@
+"""What a query's conditions say about where one table's answers can be.
+
+Two kinds of facts prune the chunks a query reads:
+
+- a spatial one: the row's position lies in a constant region
+  (``CONTAINS(POINT(t.ra, t.dec), CIRCLE/BOX/POLYGON) = 1``,
+  ``DISTANCE(POINT(t.ra, t.dec), POINT(c)) < r``, ``ANGDIST(...) < r``, and
+  ORs of them); only a director table's main position counts, since that is
+  what the table is partitioned by;
+- a key one: ``t.key = v`` or ``t.key IN (v, ...)`` on the director key (or
+  on a child's foreign key to it), answered by the director index.
+
+Only conditions that every answer row must satisfy are used: the AND-ed
+terms of a WHERE clause (and of an inner join's ON).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import cast
+
+from sqlglot import exp
+
+from qcat.czar.adql.expressions import (
+    AdqlBox,
+    AdqlCircle,
+    AdqlContains,
+    AdqlDistance,
+    AdqlPoint,
+    AdqlPolygon,
+    QcatAngDist,
+)
+from qcat.czar.catalog import TableSnapshot
+from qcat.czar.errors import QueryError
+from qcat.geometry import Box, Circle, GeometryError, Polygon
+
+Region = Circle | Polygon | Box
+
+
+@dataclass(frozen=True)
+class TableConstraints:
+    """Pruning facts about one table reference (``None``: no restriction known)."""
+
+    regions: tuple[Region, ...] | None = None
+    keys: tuple[object, ...] | None = None
+
+
+def conjuncts(condition: exp.Expression | None) -> Iterator[exp.Expression]:
+    """The AND-ed terms of ``condition`` (parentheses removed)."""
+    if condition is None:
+        return
+    if isinstance(condition, (exp.Where, exp.Having)):
+        condition = condition.this
+    node = (
+        cast(exp.Expression, condition.unnest()) if isinstance(condition, exp.Paren) else condition
+    )
+    if isinstance(node, exp.And):
+        yield from conjuncts(node.this)
+        yield from conjuncts(node.expression)
+    else:
+        yield node
+
+
+def constraints_for(
+    alias: str, table: TableSnapshot, terms: list[exp.Expression]
+) -> TableConstraints:
+    """The pruning facts ``terms`` (AND-ed conditions) give about table ``alias``."""
+    regions: tuple[Region, ...] | None = None
+    keys: tuple[object, ...] | None = None
+    for term in terms:
+        if table.spec.kind == "director":
+            found = _regions(term, alias, table)
+            # Several spatial terms all hold: any one of them prunes correctly.
+            if found is not None and (regions is None or _smaller(found, regions)):
+                regions = found
+        found_keys = _keys(term, alias, table)
+        if found_keys is not None:
+            keys = found_keys if keys is None else tuple(k for k in keys if k in found_keys)
+    return TableConstraints(regions, keys)
+
+
+def _smaller(a: tuple[Region, ...], b: tuple[Region, ...]) -> bool:
+    from qcat.geometry import area_sq_deg
+
+    return sum(area_sq_deg(r) for r in a) < sum(area_sq_deg(r) for r in b)
+
+
+# -- spatial ---------------------------------------------------------------------
+
+
+def _regions(term: exp.Expression, alias: str, table: TableSnapshot) -> tuple[Region, ...] | None:
+    node = term.unnest() if isinstance(term, exp.Paren) else term
+    if isinstance(node, exp.Or):
+        left = _regions(node.this, alias, table)
+        right = _regions(node.expression, alias, table)
+        return None if left is None or right is None else left + right
+    if isinstance(node, exp.EQ):
+        for a, b in ((node.this, node.expression), (node.expression, node.this)):
+            if isinstance(a, AdqlContains) and _is_one(b) and _is_position(a.this, alias, table):
+                region = _constant_region(a.expression)
+                return None if region is None else (region,)
+    if isinstance(node, (exp.LT, exp.LTE, exp.GT, exp.GTE)):
+        small, big = (
+            (node.this, node.expression)
+            if isinstance(node, (exp.LT, exp.LTE))
+            else (node.expression, node.this)
+        )
+        radius = _number(big)
+        centre = _distance_centre(small, alias, table)
+        if radius is not None and centre is not None and radius > 0:
+            return (_circle(centre[0], centre[1], min(radius, 180.0)),)
+    return None
+
+
+def _is_one(node: exp.Expression) -> bool:
+    return _number(node) == 1.0
+
+
+def _column_is(node: exp.Expression, alias: str, name: str | None) -> bool:
+    return (
+        name is not None
+        and isinstance(node, exp.Column)
+        and node.table == alias
+        and node.name == name.lower()
+    )
+
+
+def _is_position(node: exp.Expression, alias: str, table: TableSnapshot) -> bool:
+    return (
+        isinstance(node, AdqlPoint)
+        and _column_is(node.args["coord1"], alias, table.spec.ra_column)
+        and _column_is(node.args["coord2"], alias, table.spec.dec_column)
+    )
+
+
+def _distance_centre(
+    node: exp.Expression, alias: str, table: TableSnapshot
+) -> tuple[float, float] | None:
+    """The constant centre of ``DISTANCE(position of alias, constant point)``."""
+    if isinstance(node, AdqlDistance):
+        pairs = [(node.this, node.expression), (node.expression, node.this)]
+        for p, q in pairs:
+            if _is_position(p, alias, table) and isinstance(q, AdqlPoint):
+                ra, dec = _number(q.args["coord1"]), _number(q.args["coord2"])
+                if ra is not None and dec is not None:
+                    return ra, dec
+    if isinstance(node, QcatAngDist):
+        a = (node.args["ra1"], node.args["dec1"])
+        b = (node.args["ra2"], node.args["dec2"])
+        for (ra_p, dec_p), (ra_q, dec_q) in ((a, b), (b, a)):
+            if _column_is(ra_p, alias, table.spec.ra_column) and _column_is(
+                dec_p, alias, table.spec.dec_column
+            ):
+                ra, dec = _number(ra_q), _number(dec_q)
+                if ra is not None and dec is not None:
+                    return ra, dec
+    return None
+
+
+def _number(node: exp.Expression) -> float | None:
+    if isinstance(node, exp.Literal) and not node.is_string:
+        return float(node.this)
+    if isinstance(node, exp.Neg):
+        inner = _number(node.this)
+        return None if inner is None else -inner
+    if isinstance(node, exp.Paren):
+        return _number(node.this)
+    return None
+
+
+def _circle(ra: float, dec: float, radius: float) -> Circle:
+    try:
+        return Circle(ra % 360.0, dec, radius)
+    except GeometryError as e:
+        raise QueryError(str(e)) from None
+
+
+def _constant_region(node: exp.Expression) -> Region | None:
+    def point(p: exp.Expression) -> tuple[float, float] | None:
+        if not isinstance(p, AdqlPoint):
+            return None
+        ra, dec = _number(p.args["coord1"]), _number(p.args["coord2"])
+        return None if ra is None or dec is None else (ra % 360.0, dec)
+
+    try:
+        if isinstance(node, AdqlCircle):
+            c, r = point(node.args["center"]), _number(node.args["radius"])
+            return None if c is None or r is None else Circle(c[0], c[1], r)
+        if isinstance(node, AdqlBox):
+            c = point(node.args["center"])
+            w, h = _number(node.args["width"]), _number(node.args["height"])
+            return None if c is None or w is None or h is None else Box(c[0], c[1], w, h)
+        if isinstance(node, AdqlPolygon):
+            vertices = [point(v) for v in node.expressions]
+            if any(v is None for v in vertices):
+                return None
+            return Polygon(tuple(v for v in vertices if v is not None))
+    except GeometryError as e:
+        raise QueryError(str(e)) from None
+    return None
+
+
+# -- keys -------------------------------------------------------------------------
+
+
+def key_column(table: TableSnapshot) -> str | None:
+    """The column whose values the director index maps to chunks, for this table."""
+    spec = table.spec
+    if spec.kind == "director":
+        return spec.director_key
+    if spec.kind == "child":
+        return spec.director_fk_column
+    return None
+
+
+def _keys(term: exp.Expression, alias: str, table: TableSnapshot) -> tuple[object, ...] | None:
+    column = key_column(table)
+    if column is None:
+        return None
+    node = term.unnest() if isinstance(term, exp.Paren) else term
+    if isinstance(node, exp.EQ):
+        for a, b in ((node.this, node.expression), (node.expression, node.this)):
+            if _column_is(a, alias, column):
+                value = _key_value(b)
+                return None if value is None else (value,)
+    if (
+        isinstance(node, exp.In)
+        and _column_is(node.this, alias, column)
+        and not node.args.get("query")
+    ):
+        values = [_key_value(v) for v in node.expressions]
+        if values and all(v is not None for v in values):
+            return tuple(values)
+    return None
+
+
+def _key_value(node: exp.Expression) -> object | None:
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return node.this
+        number = _number(node)
+        if number is not None and number.is_integer():
+            return int(number)
+    if isinstance(node, exp.Neg):
+        number = _number(node)
+        return int(number) if number is not None and number.is_integer() else None
+    return None

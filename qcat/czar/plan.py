@@ -1,0 +1,495 @@
+"""Plan: decide how a resolved query runs over the chunks, and write its SQL.
+
+Two shapes (see ``docs/query-engine.md``):
+
+- **chunk-local**: one SELECT over one partitioned table, or over a director
+  and its child joined on the director key (rows of one director and all its
+  children share a chunk), or a table joined with itself within a radius no
+  larger than its margin (each chunk read with its margin), plus any small
+  unpartitioned tables (broadcast to every task). Each chunk answers the
+  query on its own rows; :mod:`qcat.czar.split` makes the per-chunk and the
+  merge queries.
+- **gather**: anything else (subqueries, set operations, WITH, other joins).
+  Every table reference is fetched from the workers with the columns the
+  query uses and the conditions that only concern it (so spatial and key
+  pruning still apply), and the czar's DuckDB runs the whole query on them.
+  Slower, but exact for every query.
+
+Both shapes prune chunks with :mod:`qcat.czar.constraints` and add the
+``_healpix_29`` ranges of a region to the per-chunk SQL so Parquet row
+groups outside it are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import sqlglot
+from sqlglot import exp
+from sqlglot.optimizer.scope import Scope, traverse_scope
+
+from partition.director_index import DirectorIndex
+from partition.hats_writer import HEALPIX_COLUMN
+from qcat.czar.catalog import Chunk, TableSnapshot
+from qcat.czar.constraints import TableConstraints, conjuncts, constraints_for
+from qcat.czar.errors import QueryError
+from qcat.czar.resolve import ResolvedQuery, qualified_name
+from qcat.czar.split import CHUNKS, split
+from qcat.czar.translate import to_duckdb
+from qcat.geometry import healpix_ranges_sql, region_ranges
+
+#: Ranges of ``_healpix_29`` added to a chunk query (more cost SQL size, not accuracy).
+ROW_RANGES = 32
+#: Ranges used to choose chunks.
+CHUNK_RANGES = 256
+REF = "qcat_ref"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One chunk task: the files bound to each relation of the chunk query."""
+
+    key: tuple[int, int]
+    relations: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class ChunkQuery:
+    """One SQL statement run on many chunks; the czar sees the union as ``name``.
+
+    ``inputs`` give, for every relation of ``sql``, the table whose Arrow
+    schema it has (used to run ``sql`` on empty inputs for the result schema).
+    """
+
+    name: str
+    sql: str
+    inputs: dict[str, TableSnapshot]
+    tasks: tuple[Task, ...]
+    materialize: bool
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """Chunk queries, then a merge query over their results."""
+
+    shape: str
+    chunk_queries: tuple[ChunkQuery, ...]
+    merge_sql: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class _Ref:
+    """One table reference of the query (a FROM item naming a catalog table)."""
+
+    index: int
+    node: exp.Table
+    table: TableSnapshot
+    alias: str
+    terms: list[exp.Expression] = field(default_factory=list)
+
+    @property
+    def relation(self) -> str:
+        return f"r{self.index}"
+
+
+def plan(resolved: ResolvedQuery, data_dir: Path) -> QueryPlan:
+    """The plan of ``resolved``; ``data_dir`` holds the director indexes."""
+    tree = resolved.tree.copy()
+    refs = _table_refs(tree, resolved)
+    shape = _chunk_local_shape(tree, refs)
+    if shape is not None:
+        assert isinstance(tree, exp.Select)  # only a single SELECT is chunk-local
+        return _chunk_local(tree, refs, shape, resolved, data_dir)
+    return _gather(tree, refs, resolved, data_dir)
+
+
+# -- table references ---------------------------------------------------------------
+
+
+def _table_refs(tree: exp.Expression, resolved: ResolvedQuery) -> list[_Ref]:
+    refs: list[_Ref] = []
+    for node in tree.find_all(exp.Table):
+        name = qualified_name(node)
+        if name not in resolved.tables:
+            continue  # a CTE
+        node.meta[REF] = len(refs)
+        refs.append(_Ref(len(refs), node, resolved.tables[name], node.alias_or_name))
+    return refs
+
+
+def _unit_of(resolved: ResolvedQuery, refs: list[_Ref]) -> dict[tuple[str, str], str]:
+    units: dict[tuple[str, str], str] = {}
+    for ref in refs:
+        for c in ref.table.spec.columns:
+            if c.unit:
+                units[(ref.alias, c.name.lower())] = c.unit
+    return units
+
+
+def _translate(node: exp.Expression, units: dict[tuple[str, str], str]) -> exp.Expression:
+    def unit_of(e: exp.Expression) -> str | None:
+        return units.get((e.table, e.name)) if isinstance(e, exp.Column) else None
+
+    return to_duckdb(node, unit_of)
+
+
+# -- chunk-local ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """How the partitioned references of a chunk-local query relate."""
+
+    kind: str  # "single", "director-child", "neighbours"
+    driver: int  # the reference whose chunks define the tasks
+    margin: int | None = None  # the reference read with its margin (neighbours)
+
+
+def _chunk_local_shape(tree: exp.Expression, refs: list[_Ref]) -> _Shape | None:
+    if not isinstance(tree, exp.Select) or tree.args.get("with_"):
+        return None
+    if any(isinstance(n, (exp.Subquery, exp.Exists)) for n in tree.walk() if n is not tree):
+        return None
+    if any(not isinstance(j.this, exp.Table) for j in tree.args.get("joins") or []):
+        return None
+    partitioned = [r for r in refs if r.table.partitioned]
+    if len(partitioned) == 1:
+        if any(j.side for j in tree.args.get("joins") or []) and len(refs) > 1:
+            return None  # outer joins with broadcast tables: keep it simple and exact
+        return _Shape("single", partitioned[0].index)
+    if len(partitioned) != 2 or any(j.side for j in tree.args.get("joins") or []):
+        return None
+    a, b = partitioned
+    terms = _where_terms(tree)
+    for d, c in ((a, b), (b, a)):
+        if _joined_on_director_key(d, c, terms):
+            return _Shape("director-child", d.index)
+    if a.table is b.table and a.table.spec.kind == "director":
+        for x, y in ((a, b), (b, a)):
+            radius = _neighbour_radius(x, y, terms)
+            if radius is not None:
+                margin_deg = y.table.margin_arcsec / 3600.0
+                if radius > margin_deg:
+                    raise QueryError(
+                        f"the match radius {radius * 3600:g} arcsec is larger than the margin "
+                        f"of {y.table.name} ({y.table.margin_arcsec:g} arcsec): rows farther "
+                        "apart than the margin cannot be matched chunk by chunk"
+                    )
+                return _Shape("neighbours", x.index, margin=y.index)
+    return None
+
+
+def _where_terms(select: exp.Select) -> list[exp.Expression]:
+    terms = list(conjuncts(select.args.get("where")))
+    for join in select.args.get("joins") or []:
+        if not join.side:
+            terms.extend(conjuncts(join.args.get("on")))
+    return terms
+
+
+def _joined_on_director_key(d: _Ref, c: _Ref, terms: list[exp.Expression]) -> bool:
+    if d.table.spec.kind != "director" or c.table.spec.kind != "child":
+        return False
+    if (c.table.spec.director_table or "").lower() != d.table.name.lower():
+        return False
+    key = (c.table.spec.director_ref_column or d.table.spec.director_key or "").lower()
+    fk = (c.table.spec.director_fk_column or "").lower()
+    for t in terms:
+        if isinstance(t, exp.EQ):
+            sides = {(x.table, x.name) for x in (t.this, t.expression) if isinstance(x, exp.Column)}
+            if sides == {(d.alias, key), (c.alias, fk)}:
+                return True
+    return False
+
+
+def _neighbour_radius(x: _Ref, y: _Ref, terms: list[exp.Expression]) -> float | None:
+    """Radius of a ``DISTANCE(x, y) < r`` (or CONTAINS in a circle around x) term."""
+    from qcat.czar.adql.expressions import (
+        AdqlCircle,
+        AdqlContains,
+        AdqlDistance,
+        AdqlPoint,
+        QcatAngDist,
+    )
+    from qcat.czar.constraints import _number
+
+    def position_of(p: exp.Expression, ref: _Ref) -> bool:
+        return (
+            isinstance(p, AdqlPoint)
+            and isinstance(p.args["coord1"], exp.Column)
+            and p.args["coord1"].table == ref.alias
+            and p.args["coord1"].name == (ref.table.spec.ra_column or "").lower()
+            and isinstance(p.args["coord2"], exp.Column)
+            and p.args["coord2"].table == ref.alias
+            and p.args["coord2"].name == (ref.table.spec.dec_column or "").lower()
+        )
+
+    def pair(p: exp.Expression, q: exp.Expression) -> bool:
+        return (position_of(p, x) and position_of(q, y)) or (
+            position_of(p, y) and position_of(q, x)
+        )
+
+    for t in terms:
+        if isinstance(t, (exp.LT, exp.LTE)):
+            r = _number(t.expression)
+            d = t.this
+            if r is not None and isinstance(d, AdqlDistance) and pair(d.this, d.expression):
+                return r
+            if r is not None and isinstance(d, QcatAngDist):
+                p = AdqlPoint(coord1=d.args["ra1"], coord2=d.args["dec1"])
+                q = AdqlPoint(coord1=d.args["ra2"], coord2=d.args["dec2"])
+                if pair(p, q):
+                    return r
+        if isinstance(t, exp.EQ):
+            for c, one in ((t.this, t.expression), (t.expression, t.this)):
+                if (
+                    isinstance(c, AdqlContains)
+                    and _number(one) == 1.0
+                    and isinstance(c.expression, AdqlCircle)
+                    and pair(c.this, c.expression.args["center"])
+                ):
+                    return _number(c.expression.args["radius"])
+    return None
+
+
+def _chunks(
+    ref: _Ref, constraints: TableConstraints, data_dir: Path, notes: list[str]
+) -> list[Chunk]:
+    table = ref.table
+    chunks = list(table.chunks)
+    if constraints.regions is not None:
+        ranges = np.concatenate([region_ranges(r, CHUNK_RANGES) for r in constraints.regions])
+        chunks = table.chunks_overlapping(ranges)
+        notes.append(f"{table.name}: region selects {len(chunks)} of {len(table.chunks)} chunks")
+    if constraints.keys is not None:
+        chunks = _chunks_of_keys(ref, constraints.keys, chunks, data_dir, notes)
+    return chunks
+
+
+def _chunks_of_keys(
+    ref: _Ref, keys: tuple[object, ...], chunks: list[Chunk], data_dir: Path, notes: list[str]
+) -> list[Chunk]:
+    table = ref.table
+    index_path = table.version.index_path
+    director = table
+    if table.spec.kind == "child":
+        return chunks  # children share the director's pixels; the index is the director's
+    if index_path is None:
+        return chunks
+    found = DirectorIndex(data_dir / index_path).lookup(keys)
+    wanted = {(p.order, p.pixel) for p in found.values()}
+    selected = [c for c in chunks if (c.order, c.pixel) in wanted]
+    notes.append(
+        f"{director.name}: director index maps {len(keys)} key(s) to {len(selected)} chunk(s)"
+    )
+    return selected
+
+
+def _healpix_condition(ref: _Ref, constraints: TableConstraints) -> exp.Expression | None:
+    if constraints.regions is None or ref.table.spec.kind != "director":
+        return None
+    ranges = np.concatenate([region_ranges(r, ROW_RANGES) for r in constraints.regions])
+    return cast(
+        exp.Expression,
+        sqlglot.parse_one(
+            healpix_ranges_sql(f"{ref.alias}.{HEALPIX_COLUMN}", ranges), read="duckdb"
+        ),
+    )
+
+
+def _chunk_local(
+    tree: exp.Select, refs: list[_Ref], shape: _Shape, resolved: ResolvedQuery, data_dir: Path
+) -> QueryPlan:
+    notes: list[str] = [f"shape: chunk-local ({shape.kind})"]
+    terms = _where_terms(tree)
+    driver = refs[shape.driver]
+    constraints = {r.index: constraints_for(r.alias, r.table, terms) for r in refs}
+    # A director-child join: keys or regions on either side select the same chunks.
+    driver_constraints = constraints[driver.index]
+    if shape.kind == "director-child":
+        other = next(r for r in refs if r.table.partitioned and r is not driver)
+        keys = constraints[other.index].keys
+        if keys is not None and driver_constraints.keys is None:
+            driver_constraints = TableConstraints(driver_constraints.regions, keys)
+    chunks = _chunks(driver, driver_constraints, data_dir, notes)
+
+    extra = [c for r in refs if (c := _healpix_condition(r, constraints[r.index])) is not None]
+    units = _unit_of(resolved, refs)
+    translated = _translate(tree, units)
+    assert isinstance(translated, exp.Select)
+    for condition in extra:
+        translated = translated.where(condition, copy=False)
+    for node in translated.find_all(exp.Table):
+        ref = refs[node.meta[REF]]
+        node.replace(exp.alias_(exp.to_table(ref.relation), ref.alias, table=True))
+    names = [c.name for c in resolved.columns]
+    parts = split(translated, names)
+
+    tasks = []
+    for chunk in chunks:
+        relations: dict[str, list[str]] = {}
+        complete = True
+        for ref in refs:
+            files = _files_for(ref, chunk, shape)
+            if files is None:
+                complete = False
+                break
+            relations[ref.relation] = files
+        if complete:
+            tasks.append(Task((chunk.order, chunk.pixel), relations))
+    chunk_query = ChunkQuery(
+        CHUNKS,
+        parts.chunk.sql("duckdb"),
+        {ref.relation: ref.table for ref in refs},
+        tuple(tasks),
+        materialize=False,
+    )
+    notes.append(f"{len(tasks)} chunk task(s)")
+    return QueryPlan("chunk-local", (chunk_query,), parts.merge.sql("duckdb"), tuple(notes))
+
+
+def _files_for(ref: _Ref, chunk: Chunk, shape: _Shape) -> list[str] | None:
+    """Files of ``ref`` for the task of ``chunk``; None when the task has no rows to give."""
+    table = ref.table
+    if not table.partitioned:
+        assert table.plain_path is not None
+        return [table.plain_path]
+    own = table.chunks_at([chunk.partition])
+    if not own:
+        return None  # an inner join with a chunk this table lacks yields nothing
+    files = [own[0].path]
+    if shape.margin == ref.index and own[0].margin_path:
+        files.append(own[0].margin_path)
+    return files
+
+
+# -- gather ------------------------------------------------------------------------
+
+
+def _gather(
+    tree: exp.Expression, refs: list[_Ref], resolved: ResolvedQuery, data_dir: Path
+) -> QueryPlan:
+    notes: list[str] = ["shape: gather (the czar evaluates the query on fetched rows)"]
+    needed = _needed_columns(tree, refs)
+    pushed = _pushable_terms(tree, refs)
+    units = _unit_of(resolved, refs)
+    queries = []
+    for ref in refs:
+        terms = pushed.get(ref.index, [])
+        constraints = constraints_for(ref.alias, ref.table, terms) if terms else TableConstraints()
+        chunks = _chunks(ref, constraints, data_dir, notes) if ref.table.partitioned else []
+        columns = sorted(needed.get(ref.index, set())) or [(ref.table.spec.columns[0].name.lower())]
+        select = exp.select(*(exp.column(c, table=ref.alias) for c in columns)).from_(
+            exp.alias_(exp.to_table(ref.relation), ref.alias, table=True)
+        )
+        for t in terms:
+            select = select.where(_translate(t.copy(), units), copy=False)
+        condition = _healpix_condition(ref, constraints)
+        if condition is not None:
+            select = select.where(condition, copy=False)
+        if ref.table.partitioned:
+            tasks = tuple(Task((c.order, c.pixel), {ref.relation: [c.path]}) for c in chunks)
+        else:
+            assert ref.table.plain_path is not None
+            tasks = (Task((0, ref.index), {ref.relation: [ref.table.plain_path]}),)
+        queries.append(
+            ChunkQuery(
+                f"g{ref.index}",
+                select.sql("duckdb"),
+                {ref.relation: ref.table},
+                tasks,
+                materialize=True,
+            )
+        )
+        notes.append(f"{ref.table.name} AS {ref.alias}: {len(tasks)} task(s), columns {columns}")
+    merge = _translate(tree, units)
+    for node in list(merge.find_all(exp.Table)):
+        if REF in node.meta:
+            ref = refs[node.meta[REF]]
+            node.replace(exp.alias_(exp.to_table(f"g{ref.index}"), ref.alias, table=True))
+    names = [c.name for c in resolved.columns]
+    merge = _rename_outputs(merge, names)
+    return QueryPlan("gather", tuple(queries), merge.sql("duckdb"), tuple(notes))
+
+
+def _rename_outputs(tree: exp.Expression, names: list[str]) -> exp.Expression:
+    query = tree
+    while isinstance(query, (exp.SetOperation, exp.Subquery)):
+        query = query.this
+    if isinstance(query, exp.Select) and len(query.expressions) == len(names):
+        query.set(
+            "expressions",
+            [
+                exp.alias_(
+                    p.this if isinstance(p, exp.Alias) else p, exp.to_identifier(n, quoted=True)
+                )
+                for p, n in zip(query.expressions, names, strict=True)
+            ],
+        )
+    return tree
+
+
+def _source_ref(scope: Scope, alias: str, refs: list[_Ref]) -> _Ref | None:
+    """The table reference ``alias`` names, looking outwards from ``scope``."""
+    current: Scope | None = scope
+    while current is not None:
+        source = current.sources.get(alias)
+        if source is not None:
+            if isinstance(source, exp.Table) and REF in source.meta:
+                return refs[source.meta[REF]]
+            return None
+        current = current.parent
+    return None
+
+
+def _needed_columns(tree: exp.Expression, refs: list[_Ref]) -> dict[int, set[str]]:
+    needed: dict[int, set[str]] = {}
+    for scope in traverse_scope(tree):
+        for column in scope.columns:
+            if not column.table:
+                continue
+            ref = _source_ref(scope, column.table, refs)
+            if ref is not None:
+                needed.setdefault(ref.index, set()).add(column.name)
+    return needed
+
+
+def _pushable_terms(tree: exp.Expression, refs: list[_Ref]) -> dict[int, list[exp.Expression]]:
+    """WHERE terms that concern one table only, where filtering it early is exact."""
+    out: dict[int, list[exp.Expression]] = {}
+    for scope in traverse_scope(tree):
+        select = scope.expression
+        if not isinstance(select, exp.Select):
+            continue
+        joins = select.args.get("joins") or []
+        preserved_only_from = any(j.side for j in joins)
+        if preserved_only_from and any(j.side != "LEFT" for j in joins if j.side):
+            continue
+        for term in conjuncts(select.args.get("where")):
+            if any(isinstance(n, (exp.Subquery, exp.Select, exp.Exists)) for n in term.walk()):
+                continue
+            if any(_is_aggregate_or_window(cast(exp.Expression, n)) for n in term.walk()):
+                continue
+            aliases = {c.table for c in term.find_all(exp.Column)}
+            if len(aliases) != 1:
+                continue
+            alias = next(iter(aliases))
+            source = scope.sources.get(alias)
+            if not (isinstance(source, exp.Table) and REF in source.meta):
+                continue
+            if preserved_only_from:
+                from_table = select.args["from_"].this
+                if from_table is not source:
+                    continue
+            out.setdefault(source.meta[REF], []).append(term)
+    return out
+
+
+def _is_aggregate_or_window(node: exp.Expression) -> bool:
+    from qcat.czar.split import is_aggregate
+
+    return is_aggregate(node) or isinstance(node, exp.Window)

@@ -1,0 +1,475 @@
+"""Queries through the czar and real workers, checked against brute force on the raw data.
+
+The catalog is split into many small chunks (threshold 300 rows), so regions
+cross many chunk boundaries. Every answer is compared with an independent
+computation over the unpartitioned input: DuckDB over the original Parquet
+for relational questions, numpy/astropy for the geometry.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import astropy.units as u
+import duckdb
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord, search_around_sky
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qcat.czar.adql import AdqlSyntaxError
+from qcat.czar.dispatch import QueryFailed
+from qcat.czar.engine import WORKER_SETUP_MODULE, QueryEngine
+from qcat.czar.errors import QueryError, ResolveError
+from qcat.worker.pool import LocalWorkers
+from tests.conftest import DemoTables, make_demo
+from tests.formats import write_as
+
+THRESHOLD = "300"
+
+
+@dataclass
+class Catalog:
+    demo: DemoTables
+    raw: duckdb.DuckDBPyConnection
+    engine: QueryEngine
+    data: Path
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
+    demo = make_demo(4000, seed=11)
+    root = tmp_path_factory.mktemp("engine")
+    objects = write_as(demo.objects, root / "objects.parquet", "parquet")
+    sources = write_as(demo.sources, root / "sources.parquet", "parquet")
+    data = root / "data"
+    for table, path in (("demo.Object", objects), ("demo.Source", sources)):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "qcat",
+                "ingest",
+                "--data",
+                str(data),
+                "--schema",
+                str(demo.schema),
+                "--table",
+                table,
+                "--threshold",
+                THRESHOLD,
+                "--quiet",
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    raw = duckdb.connect()
+    raw.execute(f"CREATE VIEW object AS SELECT * FROM read_parquet('{objects}')")
+    raw.execute(f"CREATE VIEW source AS SELECT * FROM read_parquet('{sources}')")
+    with LocalWorkers(data, 2, memory_limit="512MB", setup_sql_module=WORKER_SETUP_MODULE) as w:
+        engine = QueryEngine(data, w.locations, timeout_s=120)
+        try:
+            yield Catalog(demo, raw, engine, data)
+        finally:
+            engine.close()
+
+
+def run(catalog: Catalog, adql: str) -> list[tuple[object, ...]]:
+    table = catalog.engine.execute(adql).read_all()
+    return list(zip(*(c.to_pylist() for c in table.columns), strict=True))
+
+
+def raw(catalog: Catalog, sql: str) -> list[tuple[object, ...]]:
+    return [tuple(r) for r in catalog.raw.sql(sql).fetchall()]
+
+
+def assert_rows_close(got: list[tuple[object, ...]], want: list[tuple[object, ...]]) -> None:
+    assert len(got) == len(want), (got[:5], want[:5])
+    for g, w in zip(got, want, strict=True):
+        assert len(g) == len(w)
+        for a, b in zip(g, w, strict=True):
+            if isinstance(b, float) and b is not None and a is not None:
+                assert math.isclose(float(a), b, rel_tol=1e-9, abs_tol=1e-12), (a, b, g, w)
+            else:
+                assert a == b, (a, b, g, w)
+
+
+# -- relational questions ---------------------------------------------------------------
+
+
+def test_count_and_filters(catalog: Catalog) -> None:
+    assert run(catalog, "SELECT COUNT(*) FROM demo.Object") == [(4000,)]
+    got = run(
+        catalog, "SELECT COUNT(*) FROM demo.Object WHERE g_psfMag < 22 AND refExtendedness = 1"
+    )
+    assert got == raw(
+        catalog, "SELECT count(*) FROM object WHERE g_psfMag < 22 AND refExtendedness = 1"
+    )
+
+
+def test_top_order_offset(catalog: Catalog) -> None:
+    got = run(
+        catalog,
+        "SELECT TOP 7 objectId, r_psfMag FROM demo.Object WHERE r_psfMag IS NOT NULL "
+        "ORDER BY r_psfMag DESC, objectId OFFSET 3",
+    )
+    want = raw(
+        catalog,
+        "SELECT objectId, r_psfMag FROM object WHERE r_psfMag IS NOT NULL "
+        "ORDER BY r_psfMag DESC, objectId LIMIT 7 OFFSET 3",
+    )
+    assert got == want
+
+
+def test_order_by_expression_not_selected(catalog: Catalog) -> None:
+    got = run(
+        catalog,
+        "SELECT TOP 5 objectId FROM demo.Object ORDER BY ABS(coord_dec - 10), objectId",
+    )
+    want = raw(
+        catalog, "SELECT objectId FROM object ORDER BY abs(coord_dec - 10), objectId LIMIT 5"
+    )
+    assert got == want
+
+
+def test_group_by_aggregates(catalog: Catalog) -> None:
+    got = run(
+        catalog,
+        "SELECT band, COUNT(*), SUM(psFlux), AVG(psFlux), MIN(psFlux), MAX(psFlux), "
+        "STDDEV(psFlux), STDDEV_POP(psFlux), VAR_SAMP(psFlux), VARIANCE(psFlux), "
+        "COUNT(DISTINCT objectId) FROM demo.Source GROUP BY band ORDER BY band",
+    )
+    want = raw(
+        catalog,
+        "SELECT band, count(*), sum(psFlux), avg(psFlux), min(psFlux), max(psFlux), "
+        "stddev_samp(psFlux), stddev_pop(psFlux), var_samp(psFlux), var_samp(psFlux), "
+        "count(DISTINCT objectId) FROM source GROUP BY band ORDER BY band",
+    )
+    assert_rows_close(got, want)
+
+
+def test_group_by_expression_having_and_top(catalog: Catalog) -> None:
+    got = run(
+        catalog,
+        "SELECT TOP 4 FLOOR(g_psfMag) AS bin, COUNT(*) AS n, AVG(r_psfMag - i_psfMag) AS colour "
+        "FROM demo.Object WHERE g_psfMag IS NOT NULL GROUP BY FLOOR(g_psfMag) "
+        "HAVING COUNT(*) > 20 ORDER BY n DESC, bin",
+    )
+    want = raw(
+        catalog,
+        "SELECT floor(g_psfMag) AS bin, count(*) AS n, avg(r_psfMag - i_psfMag) FROM object "
+        "WHERE g_psfMag IS NOT NULL GROUP BY floor(g_psfMag) HAVING count(*) > 20 "
+        "ORDER BY n DESC, bin LIMIT 4",
+    )
+    assert_rows_close(got, want)
+
+
+def test_aggregates_over_nothing(catalog: Catalog) -> None:
+    got = run(
+        catalog, "SELECT COUNT(*), SUM(psFlux), AVG(psFlux) FROM demo.Source WHERE psFlux > 1e30"
+    )
+    assert got == [(0, None, None)]
+
+
+def test_distinct(catalog: Catalog) -> None:
+    got = sorted(run(catalog, "SELECT DISTINCT band FROM demo.Source"))
+    assert got == sorted(raw(catalog, "SELECT DISTINCT band FROM source"))
+
+
+def test_output_columns_carry_felis_metadata(catalog: Catalog) -> None:
+    result = catalog.engine.execute("SELECT TOP 1 coord_ra AS ra, objectId FROM demo.Object")
+    result.read_all()
+    ra, key = result.columns
+    assert (ra.name, key.name) == ("ra", "objectId")
+    assert ra.column is not None and ra.column.unit == "deg"
+    assert key.column is not None and key.column.ucd == "meta.id;src"
+
+
+# -- director and child ---------------------------------------------------------------------
+
+
+def test_light_curve_uses_the_director_index(catalog: Catalog) -> None:
+    key = catalog.demo.objects["objectId"][1234].as_py()
+    adql = (
+        "SELECT s.sourceId, s.midPointTai, s.psFlux FROM demo.Object AS o "
+        f"JOIN demo.Source AS s ON o.objectId = s.objectId WHERE o.objectId = {key} "
+        "ORDER BY s.midPointTai"
+    )
+    plan = catalog.engine.explain(adql)
+    assert len(plan.chunk_queries[0].tasks) == 1
+    want = raw(
+        catalog,
+        f"SELECT sourceId, midPointTai, psFlux FROM source WHERE objectId = {key} "
+        "ORDER BY midPointTai",
+    )
+    assert want and run(catalog, adql) == want
+
+
+def test_director_child_join_aggregate(catalog: Catalog) -> None:
+    got = run(
+        catalog,
+        "SELECT o.objectId, COUNT(*) AS n, MAX(s.psFlux) FROM demo.Object o "
+        "JOIN demo.Source s ON s.objectId = o.objectId WHERE o.coord_dec > 30 "
+        "GROUP BY o.objectId ORDER BY o.objectId",
+    )
+    want = raw(
+        catalog,
+        "SELECT o.objectId, count(*), max(s.psFlux) FROM object o JOIN source s "
+        "ON s.objectId = o.objectId WHERE o.coord_dec > 30 GROUP BY o.objectId ORDER BY 1",
+    )
+    assert len(want) > 50
+    assert_rows_close(got, want)
+
+
+# -- geometry against astropy ------------------------------------------------------------------
+
+
+def _coords(catalog: Catalog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t = catalog.demo.objects
+    return (
+        t["objectId"].to_numpy(),
+        t["coord_ra"].to_numpy(),
+        t["coord_dec"].to_numpy(),
+    )
+
+
+def _cone_ids(catalog: Catalog, ra: float, dec: float, radius: float) -> set[int]:
+    ids, ras, decs = _coords(catalog)
+    sep = SkyCoord(ras * u.deg, decs * u.deg).separation(SkyCoord(ra * u.deg, dec * u.deg))
+    return set(ids[sep.deg <= radius].tolist())
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    ra=st.floats(0, 360, exclude_max=True),
+    dec=st.one_of(st.floats(-90, 90), st.sampled_from([89.9, -89.95, 0.0])),
+    radius=st.floats(0.05, 25),
+    form=st.sampled_from(["contains", "distance"]),
+)
+def test_random_cones_match_astropy(
+    catalog: Catalog, ra: float, dec: float, radius: float, form: str
+) -> None:
+    ids, ras, decs = _coords(catalog)
+    sep = SkyCoord(ras * u.deg, decs * u.deg).separation(SkyCoord(ra * u.deg, dec * u.deg)).deg
+    # Rows within 1e-9 deg of the edge may fall either way in floating point.
+    assume_clear = np.abs(sep - radius) > 1e-9
+    want = set(ids[(sep <= radius) & assume_clear].tolist())
+    unsure = set(ids[~assume_clear].tolist())
+    condition = (
+        f"CONTAINS(POINT(coord_ra, coord_dec), CIRCLE({ra!r}, {dec!r}, {radius!r})) = 1"
+        if form == "contains"
+        else f"DISTANCE(POINT(coord_ra, coord_dec), POINT({ra!r}, {dec!r})) <= {radius!r}"
+    )
+    got = {r[0] for r in run(catalog, f"SELECT objectId FROM demo.Object WHERE {condition}")}
+    assert got - unsure == want
+
+
+def test_polygon_across_ra_zero(catalog: Catalog) -> None:
+    from qcat.geometry import Polygon
+    from qcat.geometry.reference import inside_np
+
+    vertices = ((350.0, -20.0), (15.0, -25.0), (20.0, 10.0), (355.0, 15.0))
+    ids, ras, decs = _coords(catalog)
+    want = set(ids[inside_np(ras, decs, Polygon(vertices))].tolist())
+    coords = ", ".join(f"{a}, {b}" for a, b in vertices)
+    got = {
+        r[0]
+        for r in run(
+            catalog,
+            f"SELECT objectId FROM demo.Object WHERE "
+            f"CONTAINS(POINT(coord_ra, coord_dec), POLYGON({coords})) = 1",
+        )
+    }
+    assert want and got == want
+
+
+def test_neighbour_pairs_match_astropy(catalog: Catalog) -> None:
+    radius = 50 / 3600.0  # degrees, within the 60 arcsec margin
+    ids, ras, decs = _coords(catalog)
+    coords = SkyCoord(ras * u.deg, decs * u.deg)
+    i, j, _, _ = search_around_sky(coords, coords, radius * u.deg)
+    want = {(int(ids[a]), int(ids[b])) for a, b in zip(i, j, strict=True) if a != b}
+    got = set(
+        run(
+            catalog,
+            "SELECT a.objectId, b.objectId FROM demo.Object a JOIN demo.Object b "
+            "ON DISTANCE(POINT(a.coord_ra, a.coord_dec), POINT(b.coord_ra, b.coord_dec)) "
+            f"< {radius!r} "
+            "WHERE a.objectId <> b.objectId",
+        )
+    )
+    assert want and got == want
+
+
+def test_radius_beyond_the_margin_is_refused(catalog: Catalog) -> None:
+    with pytest.raises(QueryError, match="margin"):
+        catalog.engine.execute(
+            "SELECT a.objectId FROM demo.Object a JOIN demo.Object b "
+            "ON DISTANCE(POINT(a.coord_ra, a.coord_dec), POINT(b.coord_ra, b.coord_dec)) < 0.5"
+        )
+
+
+# -- gathered shapes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("adql", "sql"),
+    [
+        (
+            "SELECT COUNT(*) FROM demo.Object o WHERE o.objectId IN "
+            "(SELECT objectId FROM demo.Source WHERE psFlux > 20000)",
+            "SELECT count(*) FROM object o WHERE o.objectId IN "
+            "(SELECT objectId FROM source WHERE psFlux > 20000)",
+        ),
+        (
+            "SELECT COUNT(*) FROM demo.Object o WHERE EXISTS "
+            "(SELECT 1 FROM demo.Source s WHERE s.objectId = o.objectId AND s.band = 'u')",
+            "SELECT count(*) FROM object o WHERE EXISTS "
+            "(SELECT 1 FROM source s WHERE s.objectId = o.objectId AND s.band = 'u')",
+        ),
+        (
+            "SELECT TOP 5 objectId, (SELECT COUNT(*) FROM demo.Source s "
+            "WHERE s.objectId = o.objectId) AS n FROM demo.Object o ORDER BY objectId",
+            "SELECT objectId, (SELECT count(*) FROM source s WHERE s.objectId = o.objectId) "
+            "FROM object o ORDER BY objectId LIMIT 5",
+        ),
+        (
+            "WITH bright AS (SELECT objectId FROM demo.Object WHERE g_psfMag < 21) "
+            "SELECT COUNT(*) FROM bright",
+            "WITH bright AS (SELECT objectId FROM object WHERE g_psfMag < 21) "
+            "SELECT count(*) FROM bright",
+        ),
+        (
+            "SELECT band FROM demo.Source WHERE psFlux > 40000 UNION "
+            "SELECT band FROM demo.Source WHERE psFlux < 100 ORDER BY band",
+            "SELECT band FROM source WHERE psFlux > 40000 UNION "
+            "SELECT band FROM source WHERE psFlux < 100 ORDER BY band",
+        ),
+        (
+            "SELECT COUNT(*), COUNT(s.sourceId) FROM demo.Object o LEFT OUTER JOIN "
+            "demo.Source s ON s.objectId = o.objectId AND s.psFlux > 50000",
+            "SELECT count(*), count(s.sourceId) FROM object o LEFT JOIN source s "
+            "ON s.objectId = o.objectId AND s.psFlux > 50000",
+        ),
+    ],
+)
+def test_gathered_queries(catalog: Catalog, adql: str, sql: str) -> None:
+    assert run(catalog, adql) == raw(catalog, sql)
+
+
+# -- errors ----------------------------------------------------------------------
+
+
+def test_unknown_names_suggest_close_ones(catalog: Catalog) -> None:
+    with pytest.raises(ResolveError, match="g_psfMag"):
+        catalog.engine.execute("SELECT g_psfMg FROM demo.Object")
+    with pytest.raises(ResolveError, match=r"demo\.Object"):
+        catalog.engine.execute("SELECT * FROM demo.Objet")
+
+
+def test_functions_outside_the_allow_list_never_reach_duckdb(catalog: Catalog) -> None:
+    for adql in (
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT read_text('/etc/passwd') FROM demo.Object",
+        "SELECT current_setting('memory_limit') FROM demo.Object",
+    ):
+        with pytest.raises(AdqlSyntaxError):
+            catalog.engine.execute(adql)
+
+
+def test_a_worker_dying_mid_query_is_an_error(tmp_path: Path, catalog: Catalog) -> None:
+    with LocalWorkers(
+        catalog.data, 2, memory_limit="256MB", setup_sql_module=WORKER_SETUP_MODULE
+    ) as w:
+        engine = QueryEngine(catalog.data, w.locations, timeout_s=60)
+        try:
+            result = engine.execute(
+                "SELECT a.objectId, b.objectId FROM demo.Object a JOIN demo.Source b "
+                "ON a.objectId = b.objectId"
+            )
+            w.workers[0].proc.kill()
+            with pytest.raises(QueryFailed, match=r"no result returned: worker grpc://"):
+                result.read_all()
+        finally:
+            engine.close()
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def test_qcat_query_writes_files_and_reports_errors(catalog: Catalog, tmp_path: Path) -> None:
+    from astropy.table import Table
+
+    adql = "SELECT objectId, coord_ra FROM demo.Object WHERE coord_dec > 60 ORDER BY objectId"
+    want = raw(catalog, "SELECT objectId, coord_ra FROM object WHERE coord_dec > 60 ORDER BY 1")
+    for suffix in ("parquet", "fits"):
+        out = tmp_path / f"north.{suffix}"
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "qcat",
+                "query",
+                "--data",
+                str(catalog.data),
+                adql,
+                "-o",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        table = Table.read(out)
+        assert (
+            list(zip(table["objectId"].tolist(), table["coord_ra"].tolist(), strict=True)) == want
+        )
+        if suffix == "fits":
+            assert str(table["coord_ra"].unit) == "deg"
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qcat",
+            "query",
+            "--data",
+            str(catalog.data),
+            "SELECT coord_ra FROM demo.Object "
+            "WHERE CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(1, 2)) = 1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "radius" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_qcat_adql_explain_shows_chunks_and_sql(catalog: Catalog) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qcat",
+            "adql",
+            "explain",
+            "--data",
+            str(catalog.data),
+            "SELECT COUNT(*) FROM demo.Object WHERE "
+            "CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(10, 20, 2)) = 1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "shape: chunk-local" in proc.stdout
+    assert "_healpix_29 BETWEEN" in proc.stdout and "merge:" in proc.stdout
