@@ -271,12 +271,14 @@ def test_interrupted_ingest_leaves_published_state(
     data = tmp_path / "data"
     ingest_demo(run_qcat, data, demo_small, "parquet", tmp_path)
     before = _published_state(data)
-    big = make_demo(80_000, seed=11)
-    big_file = write_as(
-        big.objects.set_column(0, "objectId", pc.add(big.objects["objectId"], 10**15)),
-        tmp_path / "big.parquet",
-        "parquet",
-    )
+    big = make_demo(160_000, seed=11)
+    shifted = big.objects.set_column(0, "objectId", pc.add(big.objects["objectId"], 10**15))
+    # Several inputs are staged one after the other: the signal arrives after the
+    # first is staged, with most of the work still to do.
+    big_files = [
+        write_as(shifted.slice(i * 20_000, 20_000), tmp_path / f"big-{i}.parquet", "parquet")
+        for i in range(8)
+    ]
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -292,7 +294,7 @@ def test_interrupted_ingest_leaves_published_state(
             "--quiet",
             "--threshold",
             "2000",
-            str(big_file),
+            *map(str, big_files),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -326,7 +328,7 @@ def test_interrupted_ingest_leaves_published_state(
         "--quiet",
         "--threshold",
         "2000",
-        big_file,
+        *big_files,
     )
     assert not any(staging.iterdir())
     v, _ = current(data, "demo.Object")

@@ -473,3 +473,11 @@ def test_qcat_adql_explain_shows_chunks_and_sql(catalog: Catalog) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "shape: chunk-local" in proc.stdout
     assert "_healpix_29 BETWEEN" in proc.stdout and "merge:" in proc.stdout
+
+
+def test_child_key_lookup_reads_one_chunk(catalog: Catalog) -> None:
+    key = catalog.demo.objects["objectId"][77].as_py()
+    adql = f"SELECT sourceId, psFlux FROM demo.Source WHERE objectId = {key} ORDER BY sourceId"
+    assert len(catalog.engine.explain(adql).chunk_queries[0].tasks) == 1
+    want = raw(catalog, f"SELECT sourceId, psFlux FROM source WHERE objectId = {key} ORDER BY 1")
+    assert want and run(catalog, adql) == want

@@ -8,7 +8,7 @@ before a commit finishes on the files it planned with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,8 @@ class TableSnapshot:
     chunks: tuple[Chunk, ...]
     #: The single file of an unpartitioned table (``None`` when partitioned).
     plain_path: str | None
+    #: Director index mapping this table's key (a child's: its director's) to chunks.
+    key_index_path: str | None = None
 
     @property
     def name(self) -> str:
@@ -104,6 +106,13 @@ class CatalogSnapshot:
             if version is None:
                 continue
             tables[record.name.lower()] = _table_snapshot(store, record.spec, version)
+        for name, table in list(tables.items()):
+            director = tables.get((table.spec.director_table or "").lower())
+            orphans = int(table.version.properties.get("orphans_kept") or 0)
+            # Kept orphans sit in chunks of their own, which the director's index cannot name.
+            if table.spec.kind == "child" and director is not None and not orphans:
+                # Child rows share their director's chunk, so its index places them too.
+                tables[name] = replace(table, key_index_path=director.version.index_path)
         return cls(tables)
 
     @classmethod
@@ -142,4 +151,4 @@ def _table_snapshot(store: MetadataStore, spec: TableSpec, version: VersionRecor
             margin = candidate if candidate in margin_files else None
         chunks.append(Chunk(p.order, p.pixel, p.num_rows, p.path, margin))
     chunks.sort(key=lambda c: c.partition.lo29)
-    return TableSnapshot(spec, version, tuple(chunks), None)
+    return TableSnapshot(spec, version, tuple(chunks), None, version.index_path)

@@ -274,17 +274,13 @@ def _chunks_of_keys(
     ref: _Ref, keys: tuple[object, ...], chunks: list[Chunk], data_dir: Path, notes: list[str]
 ) -> list[Chunk]:
     table = ref.table
-    index_path = table.version.index_path
-    director = table
-    if table.spec.kind == "child":
-        return chunks  # children share the director's pixels; the index is the director's
-    if index_path is None:
+    if table.key_index_path is None:
         return chunks
-    found = DirectorIndex(data_dir / index_path).lookup(keys)
+    found = DirectorIndex(data_dir / table.key_index_path).lookup(keys)
     wanted = {(p.order, p.pixel) for p in found.values()}
     selected = [c for c in chunks if (c.order, c.pixel) in wanted]
     notes.append(
-        f"{director.name}: director index maps {len(keys)} key(s) to {len(selected)} chunk(s)"
+        f"{table.name}: director index maps {len(keys)} key(s) to {len(selected)} chunk(s)"
     )
     return selected
 

@@ -1,0 +1,196 @@
+"""Query benchmark: the czar + workers against plain DuckDB on one unpartitioned file.
+
+Run after ``bench.ingest`` has built a catalog (default: the 10M-object one):
+
+    uv run python -m bench.query --data bench/out/qcat-data --inputs bench/out/input-10000000
+
+It starts N local workers and one ``QueryEngine`` (what ``qcat query`` and the
+TAP service run), then, for each question of the issue, times ``--repeat``
+runs and reports the median. Full-table questions are also answered by DuckDB
+alone over a single Parquet file per table made from the same inputs, in the
+same process and alternating with qcat, and the ratio of the medians is
+printed. Figures are recorded by hand in ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+
+from qcat.czar.engine import WORKER_SETUP_MODULE, QueryEngine
+from qcat.worker.pool import LocalWorkers
+
+CONE_CENTRE = (266.4, -28.9)  # in the dense bulge of the demo sky
+
+LOW_VOLUME = {
+    "id lookup": "SELECT * FROM demo.Object WHERE objectId = {key}",
+    "cone 1 arcmin": (
+        "SELECT * FROM demo.Object WHERE CONTAINS(POINT(coord_ra, coord_dec), "
+        "CIRCLE({ra}, {dec}, 0.016666667)) = 1"
+    ),
+    "cone 0.1 deg": (
+        "SELECT * FROM demo.Object WHERE CONTAINS(POINT(coord_ra, coord_dec), "
+        "CIRCLE({ra}, {dec}, 0.1)) = 1"
+    ),
+    "light curve": (
+        "SELECT midPointTai, band, psFlux, psFluxErr FROM demo.Source WHERE objectId = {key} "
+        "ORDER BY midPointTai"
+    ),
+}
+
+MEDIUM = {
+    "cone 1 deg, all columns": (
+        "SELECT * FROM demo.Object WHERE CONTAINS(POINT(coord_ra, coord_dec), "
+        "CIRCLE({ra}, {dec}, 1.0)) = 1"
+    ),
+    "polygon 1.5 sq deg": (
+        "SELECT objectId, coord_ra, coord_dec, r_psfMag FROM demo.Object WHERE "
+        "CONTAINS(POINT(coord_ra, coord_dec), POLYGON({ra0}, {dec0}, {ra1}, {dec0}, "
+        "{ra1}, {dec1}, {ra0}, {dec1})) = 1"
+    ),
+    "neighbours within 5 arcsec in a 1 deg cone": (
+        "SELECT a.objectId, b.objectId FROM demo.Object a JOIN demo.Object b "
+        "ON DISTANCE(POINT(a.coord_ra, a.coord_dec), POINT(b.coord_ra, b.coord_dec)) < 0.0013889 "
+        "WHERE CONTAINS(POINT(a.coord_ra, a.coord_dec), CIRCLE({ra}, {dec}, 1.0)) = 1 "
+        "AND a.objectId <> b.objectId"
+    ),
+}
+
+# (ADQL, the same question for DuckDB over the single files)
+FULL_TABLE = {
+    "count with a filter": (
+        "SELECT COUNT(*) FROM demo.Object WHERE g_psfMag < 22",
+        "SELECT count(*) FROM object WHERE g_psfMag < 22",
+    ),
+    "group by with averages": (
+        "SELECT refExtendedness, AVG(g_psfMag), AVG(r_psfMag), COUNT(*) FROM demo.Object "
+        "GROUP BY refExtendedness",
+        "SELECT refExtendedness, avg(g_psfMag), avg(r_psfMag), count(*) FROM object "
+        "GROUP BY refExtendedness",
+    ),
+    "histogram": (
+        "SELECT FLOOR(r_psfMag) AS bin, COUNT(*) FROM demo.Object WHERE r_psfMag IS NOT NULL "
+        "GROUP BY FLOOR(r_psfMag)",
+        "SELECT floor(r_psfMag) AS bin, count(*) FROM object WHERE r_psfMag IS NOT NULL "
+        "GROUP BY floor(r_psfMag)",
+    ),
+    "top 100 order by": (
+        "SELECT TOP 100 objectId, r_psfMag FROM demo.Object WHERE r_psfMag IS NOT NULL "
+        "ORDER BY r_psfMag",
+        "SELECT objectId, r_psfMag FROM object WHERE r_psfMag IS NOT NULL "
+        "ORDER BY r_psfMag LIMIT 100",
+    ),
+    "colour-cut scan": (
+        "SELECT objectId, g_psfMag - r_psfMag AS gr FROM demo.Object "
+        "WHERE g_psfMag - r_psfMag > 1.2 AND r_psfMag - i_psfMag < 0.3",
+        "SELECT objectId, g_psfMag - r_psfMag AS gr FROM object "
+        "WHERE g_psfMag - r_psfMag > 1.2 AND r_psfMag - i_psfMag < 0.3",
+    ),
+    "source group by": (
+        "SELECT band, COUNT(*), AVG(psFlux) FROM demo.Source GROUP BY band",
+        "SELECT band, count(*), avg(psFlux) FROM source GROUP BY band",
+    ),
+}
+
+
+def _time(run: object) -> float:
+    t0 = time.perf_counter()
+    run()  # type: ignore[operator]
+    return time.perf_counter() - t0
+
+
+def _qcat(engine: QueryEngine, adql: str) -> int:
+    return engine.execute(adql).read_all().num_rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", type=Path, default=Path("bench/out/qcat-data"))
+    ap.add_argument("--inputs", type=Path, default=Path("bench/out/input-10000000"))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--memory-limit", default="4GB")
+    args = ap.parse_args()
+
+    single = args.inputs / "single"
+    single.mkdir(exist_ok=True)
+    raw = duckdb.connect()
+    for table, pattern in (("object", "Object-*.parquet"), ("source", "Source-*.parquet")):
+        target = single / f"{table}.parquet"
+        if not target.exists():
+            raw.execute(
+                f"COPY (SELECT * FROM read_parquet('{args.inputs}/{pattern}')) TO '{target}' "
+                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"
+            )
+        raw.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{target}')")
+    key = raw.sql("SELECT objectId FROM object LIMIT 1 OFFSET 123457").fetchall()[0][0]
+    ra, dec = CONE_CENTRE
+    values = {
+        "key": key,
+        "ra": ra,
+        "dec": dec,
+        "ra0": ra - 0.61,
+        "ra1": ra + 0.61,
+        "dec0": dec - 0.61,
+        "dec1": dec + 0.61,
+    }
+    print(f"{args.data}: {args.workers} workers, median of {args.repeat} runs", flush=True)
+    with LocalWorkers(
+        args.data,
+        args.workers,
+        memory_limit=args.memory_limit,
+        setup_sql_module=WORKER_SETUP_MODULE,
+    ) as pool:
+        engine = QueryEngine(args.data, pool.locations)
+        try:
+            for label, template in {**LOW_VOLUME, **MEDIUM}.items():
+                adql = template.format(**values)
+                rows = _qcat(engine, adql)  # warm the file cache
+                times = [_time(lambda a=adql: _qcat(engine, a)) for _ in range(args.repeat)]
+                median_ms = statistics.median(times) * 1000
+                print(f"{label:<45} {rows:>9,} rows  median {median_ms:8.1f} ms", flush=True)
+            for label, (adql, sql) in FULL_TABLE.items():
+                _qcat(engine, adql)
+                raw.sql(sql).fetchall()
+                ours, base = [], []
+                for _ in range(args.repeat):
+                    ours.append(_time(lambda a=adql: _qcat(engine, a)))
+                    base.append(_time(lambda s=sql: raw.sql(s).to_arrow_table()))
+                m_ours, m_base = statistics.median(ours), statistics.median(base)
+                print(
+                    f"{label:<45} qcat {m_ours * 1000:8.1f} ms  duckdb {m_base * 1000:8.1f} ms  "
+                    f"ratio {m_ours / m_base:5.2f}",
+                    flush=True,
+                )
+            adql = LOW_VOLUME["cone 0.1 deg"].format(**values)
+            times_lock = threading.Lock()
+            latencies: list[float] = []
+
+            def client(i: int) -> None:
+                shifted = adql.replace(f"{ra}", f"{ra + 0.05 * i}")
+                for _ in range(5):
+                    t = _time(lambda: _qcat(engine, shifted))
+                    with times_lock:
+                        latencies.append(t)
+
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            print(
+                f"{'20 concurrent 0.1 deg cones (100 queries)':<45} median "
+                f"{statistics.median(latencies) * 1000:8.1f} ms",
+                flush=True,
+            )
+        finally:
+            engine.close()
+
+
+if __name__ == "__main__":
+    main()
