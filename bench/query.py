@@ -115,6 +115,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--memory-limit", default="4GB")
+    ap.add_argument("--only", default="", help="run only the questions whose label contains this")
     args = ap.parse_args()
 
     single = args.inputs / "single"
@@ -149,12 +150,16 @@ def main() -> None:
         engine = QueryEngine(args.data, pool.locations)
         try:
             for label, template in {**LOW_VOLUME, **MEDIUM}.items():
+                if args.only not in label:
+                    continue
                 adql = template.format(**values)
                 rows = _qcat(engine, adql)  # warm the file cache
                 times = [_time(lambda a=adql: _qcat(engine, a)) for _ in range(args.repeat)]
                 median_ms = statistics.median(times) * 1000
                 print(f"{label:<45} {rows:>9,} rows  median {median_ms:8.1f} ms", flush=True)
             for label, (adql, sql) in FULL_TABLE.items():
+                if args.only not in label:
+                    continue
                 _qcat(engine, adql)
                 raw.sql(sql).fetchall()
                 ours, base = [], []
@@ -167,6 +172,8 @@ def main() -> None:
                     f"ratio {m_ours / m_base:5.2f}",
                     flush=True,
                 )
+            if args.only and args.only not in "20 concurrent":
+                return
             adql = LOW_VOLUME["cone 0.1 deg"].format(**values)
             times_lock = threading.Lock()
             latencies: list[float] = []

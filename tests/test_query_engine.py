@@ -481,3 +481,41 @@ def test_child_key_lookup_reads_one_chunk(catalog: Catalog) -> None:
     assert len(catalog.engine.explain(adql).chunk_queries[0].tasks) == 1
     want = raw(catalog, f"SELECT sourceId, psFlux FROM source WHERE objectId = {key} ORDER BY 1")
     assert want and run(catalog, adql) == want
+
+
+def test_a_new_version_is_seen_by_the_next_query(tmp_path: Path) -> None:
+    demo = make_demo(600, seed=5)
+    first = write_as(demo.objects.slice(0, 400), tmp_path / "a.parquet", "parquet")
+    second = write_as(demo.objects.slice(400), tmp_path / "b.parquet", "parquet")
+    data = tmp_path / "data"
+
+    def ingest(path: Path) -> None:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "qcat",
+                "ingest",
+                "--data",
+                str(data),
+                "--schema",
+                str(demo.schema),
+                "--table",
+                "demo.Object",
+                "--quiet",
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    ingest(first)
+    with LocalWorkers(data, 1, memory_limit="256MB", setup_sql_module=WORKER_SETUP_MODULE) as w:
+        engine = QueryEngine(data, w.locations)
+        try:
+            count = "SELECT COUNT(*) FROM demo.Object"
+            assert engine.execute(count).read_all().column(0).to_pylist() == [400]
+            ingest(second)
+            assert engine.execute(count).read_all().column(0).to_pylist() == [600]
+        finally:
+            engine.close()

@@ -28,6 +28,7 @@ from qcat.czar.errors import QueryError
 from qcat.czar.plan import ChunkQuery, QueryPlan, plan
 from qcat.czar.resolve import OutputColumn, ResolvedQuery, resolve
 from qcat.geometry import SETUP_SQL
+from qcat.metadata.store import MetadataStore
 from qcat.worker.task import ChunkTask
 
 #: Module the workers import for the SQL macros the czar's queries use.
@@ -84,18 +85,29 @@ class QueryEngine:
         for statement in SETUP_SQL:
             self._db.execute(statement)
         self._lock = threading.Lock()
+        self._store = MetadataStore.for_data_dir(self.data_dir)
+        self._snapshot: tuple[tuple[tuple[str, int | None], ...], CatalogSnapshot] | None = None
 
     def close(self) -> None:
         """Close the worker connections and the czar's database."""
+        self._store.close()
         self.dispatcher.close()
         self._db.close()
         self._temp.cleanup()
 
     # -- stages ---------------------------------------------------------------------
 
+    def catalog(self) -> CatalogSnapshot:
+        """The current catalog; re-read only when a table's current version changed."""
+        with self._lock:
+            versions = tuple((t.name, t.current_version) for t in self._store.tables())
+            if self._snapshot is None or self._snapshot[0] != versions:
+                self._snapshot = (versions, CatalogSnapshot.load(self._store))
+            return self._snapshot[1]
+
     def resolve(self, adql: str) -> ResolvedQuery:
         """Parse and resolve ``adql`` against the current catalog."""
-        return resolve(parse_adql(adql), CatalogSnapshot.for_data_dir(self.data_dir))
+        return resolve(parse_adql(adql), self.catalog())
 
     def explain(self, adql: str) -> QueryPlan:
         """The plan of ``adql`` (nothing runs)."""

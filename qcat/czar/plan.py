@@ -39,7 +39,8 @@ from qcat.czar.errors import QueryError
 from qcat.czar.resolve import ResolvedQuery, qualified_name
 from qcat.czar.split import CHUNKS, split
 from qcat.czar.translate import to_duckdb
-from qcat.geometry import healpix_ranges_sql, region_ranges
+from qcat.geometry import Circle, contains_sql, healpix_ranges_sql, region_ranges
+from qcat.geometry.sql import literal
 
 #: Ranges of ``_healpix_29`` added to a chunk query (more cost SQL size, not accuracy).
 ROW_RANGES = 32
@@ -147,6 +148,7 @@ class _Shape:
     kind: str  # "single", "director-child", "neighbours"
     driver: int  # the reference whose chunks define the tasks
     margin: int | None = None  # the reference read with its margin (neighbours)
+    radius: float = 0.0  # the match radius in degrees (neighbours)
 
 
 def _chunk_local_shape(tree: exp.Expression, refs: list[_Ref]) -> _Shape | None:
@@ -179,7 +181,7 @@ def _chunk_local_shape(tree: exp.Expression, refs: list[_Ref]) -> _Shape | None:
                         f"of {y.table.name} ({y.table.margin_arcsec:g} arcsec): rows farther "
                         "apart than the margin cannot be matched chunk by chunk"
                     )
-                return _Shape("neighbours", x.index, margin=y.index)
+                return _Shape("neighbours", x.index, margin=y.index, radius=radius)
     return None
 
 
@@ -289,12 +291,12 @@ def _healpix_condition(ref: _Ref, constraints: TableConstraints) -> exp.Expressi
     if constraints.regions is None or ref.table.spec.kind != "director":
         return None
     ranges = np.concatenate([region_ranges(r, ROW_RANGES) for r in constraints.regions])
-    return cast(
-        exp.Expression,
-        sqlglot.parse_one(
-            healpix_ranges_sql(f"{ref.alias}.{HEALPIX_COLUMN}", ranges), read="duckdb"
-        ),
-    )
+    return _parse(healpix_ranges_sql(f"{ref.alias}.{HEALPIX_COLUMN}", ranges))
+
+
+def _parse(sql: str) -> exp.Expression:
+    """A DuckDB condition built by qcat's own SQL writers, as a tree."""
+    return cast(exp.Expression, sqlglot.parse_one(sql, read="duckdb"))
 
 
 def _chunk_local(
@@ -313,7 +315,15 @@ def _chunk_local(
             driver_constraints = TableConstraints(driver_constraints.regions, keys)
     chunks = _chunks(driver, driver_constraints, data_dir, notes)
 
+    if shape.kind == "neighbours":
+        assert shape.margin is not None
+        near = refs[shape.margin]
+        grown = _grown(constraints[driver.index], shape.radius)
+        if grown is not None and constraints[near.index].regions is None:
+            constraints[near.index] = TableConstraints(grown, constraints[near.index].keys)
     extra = [c for r in refs if (c := _healpix_condition(r, constraints[r.index])) is not None]
+    if shape.kind == "neighbours":
+        extra.extend(_neighbour_filters(driver, refs[shape.margin or 0], shape.radius, constraints))
     units = _unit_of(resolved, refs)
     translated = _translate(tree, units)
     assert isinstance(translated, exp.Select)
@@ -346,6 +356,37 @@ def _chunk_local(
     )
     notes.append(f"{len(tasks)} chunk task(s)")
     return QueryPlan("chunk-local", (chunk_query,), parts.merge.sql("duckdb"), tuple(notes))
+
+
+def _grown(constraints: TableConstraints, radius: float) -> tuple[Circle, ...] | None:
+    """The circles a neighbour of a row in ``constraints`` lies in (None: not only circles)."""
+    regions = constraints.regions
+    if regions is None or not all(isinstance(r, Circle) for r in regions):
+        return None
+    return tuple(
+        Circle(r.ra, r.dec, min(180.0, r.radius + radius)) for r in regions if isinstance(r, Circle)
+    )
+
+
+def _neighbour_filters(
+    driver: _Ref, near: _Ref, radius: float, constraints: dict[int, TableConstraints]
+) -> list[exp.Expression]:
+    """Conditions every matching pair meets, added so DuckDB joins by ranges, not all pairs.
+
+    Two rows within ``radius`` differ in declination by at most ``radius``:
+    a band join DuckDB runs as a range join. The near side is also cut to the
+    driver's circles grown by the radius.
+    """
+    dec_a = f"{driver.alias}.{(driver.table.spec.dec_column or '').lower()}"
+    dec_b = f"{near.alias}.{(near.table.spec.dec_column or '').lower()}"
+    r = literal(radius)
+    out: list[exp.Expression] = [_parse(f"{dec_b} BETWEEN {dec_a} - {r} AND {dec_a} + {r}")]
+    grown = constraints[near.index].regions
+    if grown is not None and near.table.spec.ra_column:
+        ra_b = f"{near.alias}.{near.table.spec.ra_column.lower()}"
+        tests = " OR ".join(contains_sql(ra_b, dec_b, g) for g in grown)
+        out.append(_parse(f"({tests})"))
+    return out
 
 
 def _files_for(ref: _Ref, chunk: Chunk, shape: _Shape) -> list[str] | None:
