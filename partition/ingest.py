@@ -318,10 +318,14 @@ class _Build:
             )
         cols = ", ".join(f"s.{_ident(c)}" for c in self.spec.column_names)
         h = f"COALESCE(d.h, s.{OWN_HEALPIX_COLUMN})" if self.options.orphans == "keep" else "d.h"
+        # Materialised (DuckDB spills it to the temp directory): sorting straight
+        # out of the join holds the join's hash table and the sort's runs at once,
+        # which ran out of memory on 100M rows at a 2 GB limit.
         self.con.execute(
-            f"CREATE TEMP VIEW placed AS SELECT {cols}, {h} AS {HEALPIX_COLUMN} "
+            f"CREATE TEMP TABLE placed AS SELECT {cols}, {h} AS {HEALPIX_COLUMN} "
             f"FROM src s LEFT JOIN director_keys d ON s.{fk} = d.k"
         )
+        self.con.execute("DROP TABLE director_keys")
 
     # -- layout ---------------------------------------------------------------
     def director_layout(self) -> list[tuple[Partition, int]]:
