@@ -108,6 +108,8 @@ class IngestOptions:
     index_row_group_rows: int = int(_setting("index_row_group_rows"))
     orphans: Literal["reject", "keep"] = "reject"
     batch_rows: int = 262_144
+    #: Keys aggregated at once by the duplicate-key check (bounds its memory).
+    key_slice_rows: int = 16_000_000
     show_progress: bool = True
 
 
@@ -258,12 +260,19 @@ class _Build:
         if key is None:
             return
         k = _ident(key)
-        # The common case (no duplicates) costs one lean aggregation; the
-        # places of duplicates are only gathered when there are some.
-        self.con.execute(
-            f"CREATE TEMP TABLE duplicate_keys AS SELECT {k} AS k FROM src "
-            f"GROUP BY {k} HAVING count(*) > 1"
-        )
+        # The common case (no duplicates) costs lean aggregations; the places
+        # of duplicates are only gathered when there are some. The keys are
+        # aggregated in hash slices of about ``key_slice_rows`` rows: one
+        # aggregation over 100M keys needs a 1 GiB table DuckDB cannot spill.
+        rows = _scalar(self.con, "SELECT count(*) FROM src")
+        slices = max(1, -(-rows // self.options.key_slice_rows))
+        self.con.execute(f"CREATE TEMP TABLE duplicate_keys AS SELECT {k} AS k FROM src LIMIT 0")
+        for i in range(slices):
+            where = f"WHERE hash({k}) % {slices} = {i} " if slices > 1 else ""
+            self.con.execute(
+                f"INSERT INTO duplicate_keys SELECT {k} FROM src {where}"
+                f"GROUP BY {k} HAVING count(*) > 1"
+            )
         n_dup = _scalar(self.con, "SELECT count(*) FROM duplicate_keys")
         if n_dup == 0:
             return

@@ -347,3 +347,25 @@ def test_null_director_key_names_file_and_row(
     f = write_as(src, tmp_path / f"nullkey.{fmt}", fmt)
     err = ingest_fails(run_qcat, published, demo_small.schema, "demo.Source", f)
     assert f"nullkey.{fmt}" in err and "row 37" in err and "objectId" in err
+
+
+@pytest.mark.parametrize("slice_rows", [16_000_000, 97])
+def test_duplicate_check_finds_every_duplicate_in_hash_slices(
+    slice_rows: int, tmp_path: Path, demo_small: DemoTables
+) -> None:
+    """Large tables check keys slice by slice; the answer must not depend on the slicing."""
+    from partition.ingest import IngestOptions, ingest_table
+    from qcat.errors import IngestError
+
+    objects = demo_small.objects.slice(0, 1000)
+    keys = objects["objectId"].to_pylist()
+    for i in range(0, 1000, 50):  # 20 keys, each repeated once further on
+        keys[i + 25] = keys[i]
+    f = write_as(
+        objects.set_column(0, "objectId", pa.array(keys, pa.int64())),
+        tmp_path / "d.parquet",
+        "parquet",
+    )
+    options = IngestOptions(key_slice_rows=slice_rows, show_progress=False)
+    with pytest.raises(IngestError, match="20 duplicate value"):
+        ingest_table(tmp_path / "data", demo_small.object_spec, [f], options)
