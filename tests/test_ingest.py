@@ -299,6 +299,9 @@ def test_interrupted_ingest_leaves_published_state(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Test runners' worker processes may ignore SIGINT, and children inherit
+        # that; an operator's shell does not, so give the ingest the default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     staging = data / "staging"
     deadline = time.monotonic() + 120
