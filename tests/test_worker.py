@@ -459,7 +459,7 @@ def test_workers_exit_with_their_parent(data_dir: Path, tmp_path: Path) -> None:
     assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
     parent.kill()
     parent.wait()
-    assert _eventually(lambda: not any(_alive(p) for p in pids)), pids
+    assert _eventually(lambda: not any(_alive(p) for p in pids), timeout=30), pids
 
 
 # -- health and inventory -------------------------------------------------------------------------
