@@ -457,9 +457,11 @@ def test_workers_exit_with_their_parent(data_dir: Path, tmp_path: Path) -> None:
     assert parent.stdout is not None
     pids = [int(x) for x in parent.stdout.readline().split()]
     assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
+    # A busy machine may soon give a freed pid to another process: compare start times.
+    workers = [psutil.Process(p) for p in pids]
     parent.kill()
     parent.wait()
-    assert _eventually(lambda: not any(_alive(p) for p in pids), timeout=30), pids
+    assert _eventually(lambda: not any(_still_running(w) for w in workers), timeout=30), pids
 
 
 # -- health and inventory -------------------------------------------------------------------------
@@ -491,9 +493,10 @@ def _drain(client: WorkerClient, t: ChunkTask, errors: list[BaseException]) -> N
         errors.append(e)
 
 
-def _alive(pid: int) -> bool:
+def _still_running(process: psutil.Process) -> bool:
+    """Whether this very process (not a later one with its pid) still runs."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
 

@@ -166,10 +166,17 @@ class _Partials:
     count: int = 0
     variance_means: list[tuple[str, str]] = field(default_factory=list)
 
+    by_sql: dict[str, str] = field(default_factory=dict)
+
     def add(self, expr: exp.Expression) -> str:
+        """The name of the partial computing ``expr`` (one column per distinct partial)."""
+        key = expr.sql("duckdb")
+        if key in self.by_sql:
+            return self.by_sql[key]
         name = f"p{self.count}"
         self.count += 1
         self.chunk_columns.append(cast(exp.Expression, exp.alias_(expr, name)))
+        self.by_sql[key] = name
         return name
 
 
@@ -329,7 +336,8 @@ def _merge_aggregate(
         m2 = partials.add(
             exp.Mul(this=exp.VariancePop(this=x.copy()), expression=exp.Count(this=x.copy()))
         )
-        partials.variance_means.append((n, mean))
+        if (n, mean) not in partials.variance_means:
+            partials.variance_means.append((n, mean))
         pooled = _col(f"{mean}_pooled")
         deviation = exp.Paren(this=exp.Sub(this=_col(mean), expression=pooled))
         squares = exp.Sum(

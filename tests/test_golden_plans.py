@@ -1,0 +1,100 @@
+"""Golden fixtures: ADQL -> plan shape, per-chunk SQL and merge SQL, for every feature.
+
+Each ``tests/golden/queries/NAME.adql`` is planned against a fixed demo
+catalog and the plan is compared with ``tests/golden/expected/NAME.txt``.
+A change in the generated SQL shows up as a readable diff; after checking
+it, regenerate with ``QCAT_UPDATE_GOLDEN=1 uv run pytest tests/test_golden_plans.py``.
+Every fixture also runs through real workers (``test_query_engine`` checks
+answers; here it must simply run), so a fixture cannot hold SQL DuckDB rejects.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qcat.czar.engine import WORKER_SETUP_MODULE, QueryEngine
+from qcat.czar.plan import QueryPlan
+from qcat.worker.pool import LocalWorkers
+from tests.conftest import make_demo
+from tests.formats import write_as
+
+GOLDEN = Path(__file__).parent / "golden"
+QUERIES = sorted((GOLDEN / "queries").glob("*.adql"))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    demo = make_demo(2000, seed=3)
+    root = tmp_path_factory.mktemp("golden")
+    for table, rows in (("demo.Object", demo.objects), ("demo.Source", demo.sources)):
+        path = write_as(rows, root / f"{table}.parquet", "parquet")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "qcat",
+                "ingest",
+                "--data",
+                str(root / "data"),
+                "--schema",
+                str(demo.schema),
+                "--table",
+                table,
+                "--threshold",
+                "300",
+                "--quiet",
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def engine(data_dir: Path) -> Iterator[QueryEngine]:
+    with LocalWorkers(data_dir, 2, memory_limit="256MB", setup_sql_module=WORKER_SETUP_MODULE) as w:
+        engine = QueryEngine(data_dir, w.locations, timeout_s=120)
+        try:
+            yield engine
+        finally:
+            engine.close()
+
+
+def render(plan: QueryPlan) -> str:
+    """The plan as the golden text: shape, notes, chunk queries with task counts, merge."""
+    lines = [f"shape: {plan.shape}", *(f"note: {n}" for n in plan.notes)]
+    for cq in plan.chunk_queries:
+        lines.append(f"chunk query {cq.name} ({len(cq.tasks)} tasks):")
+        lines.append(f"  {cq.sql}")
+    lines.append("merge:")
+    lines.append(f"  {plan.merge_sql}")
+    return "\n".join(lines) + "\n"
+
+
+def test_every_query_has_an_expected_plan() -> None:
+    expected = {p.stem for p in (GOLDEN / "expected").glob("*.txt")}
+    assert {q.stem for q in QUERIES} == expected or os.environ.get("QCAT_UPDATE_GOLDEN")
+    assert len(QUERIES) >= 35
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=lambda p: p.stem)
+def test_plan_matches_golden(query: Path, engine: QueryEngine) -> None:
+    got = render(engine.explain(query.read_text()))
+    expected = GOLDEN / "expected" / f"{query.stem}.txt"
+    if os.environ.get("QCAT_UPDATE_GOLDEN"):
+        expected.write_text(got)
+    assert got == expected.read_text()
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=lambda p: p.stem)
+def test_golden_query_runs(query: Path, engine: QueryEngine) -> None:
+    result = engine.execute(query.read_text())
+    table = result.read_all()
+    assert table.num_columns == len(result.columns)
