@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 import click
 
-from qcat.config import SETTINGS, resolve_data_dir
+from qcat.cli_options import data_option, setting_option
+from qcat.config import resolve_data_dir
 from qcat.errors import QcatError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,15 +34,6 @@ def _reports_errors(func: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
-
-
-data_option = click.option(
-    "--data",
-    "data",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Data directory (default: $QCAT_DATA, else ./qcat-data).",
-)
 
 
 @click.group()
@@ -80,40 +72,11 @@ def main() -> None:
     help="Child rows whose director row does not exist: reject the ingest, or keep "
     "them placed by their own position.",
 )
-@click.option(
-    "--threshold",
-    type=int,
-    default=SETTINGS["partition_threshold"].default,
-    show_default=True,
-    help=SETTINGS["partition_threshold"].help,
-)
-@click.option(
-    "--highest-order",
-    type=int,
-    default=SETTINGS["highest_order"].default,
-    show_default=True,
-    help=SETTINGS["highest_order"].help,
-)
-@click.option(
-    "--margin-arcsec",
-    type=float,
-    default=SETTINGS["margin_arcsec"].default,
-    show_default=True,
-    help=SETTINGS["margin_arcsec"].help,
-)
-@click.option(
-    "--row-group-rows",
-    type=int,
-    default=SETTINGS["row_group_rows"].default,
-    show_default=True,
-    help=SETTINGS["row_group_rows"].help,
-)
-@click.option(
-    "--memory-limit",
-    default=SETTINGS["ingest_memory_limit"].default,
-    show_default=True,
-    help=SETTINGS["ingest_memory_limit"].help,
-)
+@setting_option("--threshold", "partition_threshold", int)
+@setting_option("--highest-order", "highest_order", int)
+@setting_option("--margin-arcsec", "margin_arcsec", float)
+@setting_option("--row-group-rows", "row_group_rows", int)
+@setting_option("--memory-limit", "ingest_memory_limit")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @_reports_errors
@@ -240,13 +203,7 @@ def _existing_spec(data_dir: Path, table: str) -> Any:
     help="Number of Object rows (about 10 Source rows each).",
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed.")
-@click.option(
-    "--threshold",
-    type=int,
-    default=SETTINGS["partition_threshold"].default,
-    show_default=True,
-    help=SETTINGS["partition_threshold"].help,
-)
+@setting_option("--threshold", "partition_threshold", int)
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @_reports_errors
 def demo(data: Path | None, objects: int, seed: int, threshold: int, quiet: bool) -> None:

@@ -50,27 +50,45 @@ def demo_small() -> DemoTables:
 RunQcat = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def qcat_cli(
+    *args: str | Path, check: bool = True, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    """Run ``qcat ARGS`` as a separate process, as an operator would."""
+    env = dict(os.environ)
+    env.pop("QCAT_DATA", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qcat", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"qcat {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}"
+        )
+    return proc
+
+
+def ingest_demo_table(data: Path, demo: DemoTables, table: str, path: Path, threshold: int) -> None:
+    """``qcat ingest`` one demo table, partitions holding at most ``threshold`` rows."""
+    qcat_cli(
+        "ingest",
+        "--data",
+        data,
+        "--schema",
+        demo.schema,
+        "--table",
+        table,
+        "--threshold",
+        str(threshold),
+        "--quiet",
+        path,
+    )
+
+
 @pytest.fixture
 def run_qcat() -> RunQcat:
     """Run ``qcat ARGS`` as a separate process, as an operator would."""
-
-    def run(
-        *args: str | Path, check: bool = True, **kwargs: object
-    ) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ)
-        env.pop("QCAT_DATA", None)
-        proc = subprocess.run(
-            [sys.executable, "-m", "qcat", *map(str, args)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            **kwargs,  # type: ignore[arg-type]
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"qcat {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}"
-            )
-        return proc
-
-    return run
+    return qcat_cli

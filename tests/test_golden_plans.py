@@ -11,8 +11,6 @@ answers; here it must simply run), so a fixture cannot hold SQL DuckDB rejects.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import pytest
 from qcat.czar.engine import WORKER_SETUP_MODULE, QueryEngine
 from qcat.czar.plan import QueryPlan
 from qcat.worker.pool import LocalWorkers
-from tests.conftest import make_demo
+from tests.conftest import ingest_demo_table, make_demo
 from tests.formats import write_as
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -34,26 +32,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("golden")
     for table, rows in (("demo.Object", demo.objects), ("demo.Source", demo.sources)):
         path = write_as(rows, root / f"{table}.parquet", "parquet")
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "qcat",
-                "ingest",
-                "--data",
-                str(root / "data"),
-                "--schema",
-                str(demo.schema),
-                "--table",
-                table,
-                "--threshold",
-                "300",
-                "--quiet",
-                str(path),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        ingest_demo_table(root / "data", demo, table, path, 300)
     return root / "data"
 
 

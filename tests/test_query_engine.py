@@ -28,10 +28,10 @@ from qcat.czar.dispatch import QueryFailed
 from qcat.czar.engine import WORKER_SETUP_MODULE, QueryEngine
 from qcat.czar.errors import QueryError, ResolveError
 from qcat.worker.pool import LocalWorkers
-from tests.conftest import DemoTables, make_demo
+from tests.conftest import DemoTables, ingest_demo_table, make_demo
 from tests.formats import write_as
 
-THRESHOLD = "300"
+THRESHOLD = 300
 
 
 @dataclass
@@ -50,26 +50,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
     sources = write_as(demo.sources, root / "sources.parquet", "parquet")
     data = root / "data"
     for table, path in (("demo.Object", objects), ("demo.Source", sources)):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "qcat",
-                "ingest",
-                "--data",
-                str(data),
-                "--schema",
-                str(demo.schema),
-                "--table",
-                table,
-                "--threshold",
-                THRESHOLD,
-                "--quiet",
-                str(path),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        ingest_demo_table(data, demo, table, path, THRESHOLD)
     raw = duckdb.connect()
     raw.execute(f"CREATE VIEW object AS SELECT * FROM read_parquet('{objects}')")
     raw.execute(f"CREATE VIEW source AS SELECT * FROM read_parquet('{sources}')")
@@ -490,24 +471,7 @@ def test_a_new_version_is_seen_by_the_next_query(tmp_path: Path) -> None:
     data = tmp_path / "data"
 
     def ingest(path: Path) -> None:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "qcat",
-                "ingest",
-                "--data",
-                str(data),
-                "--schema",
-                str(demo.schema),
-                "--table",
-                "demo.Object",
-                "--quiet",
-                str(path),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        ingest_demo_table(data, demo, "demo.Object", path, 1_000_000)
 
     ingest(first)
     with LocalWorkers(data, 1, memory_limit="256MB", setup_sql_module=WORKER_SETUP_MODULE) as w:

@@ -7,18 +7,13 @@ from pathlib import Path
 
 import click
 
+from qcat.cli_options import data_option
 from qcat.config import resolve_data_dir
 
 
 @click.command()
 @click.argument("query")
-@click.option(
-    "--data",
-    "data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Data directory (default: $QCAT_DATA, else ./qcat-data).",
-)
+@data_option
 @click.option(
     "-o",
     "--output",
@@ -109,13 +104,7 @@ def _print_table(reader: object, names: list[str], max_rows: int) -> None:
 
 @click.command()
 @click.argument("query")
-@click.option(
-    "--data",
-    "data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Data directory (default: $QCAT_DATA, else ./qcat-data).",
-)
+@data_option
 def explain(query: str, data: Path | None) -> None:
     """Print the plan of QUERY: its shape, the chunks it touches, per-chunk and merge SQL.
 

@@ -18,24 +18,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import cast
 
+import numpy as np
 from sqlglot import exp
 
 from qcat.czar.adql.expressions import (
-    AdqlBox,
-    AdqlCircle,
     AdqlContains,
     AdqlDistance,
     AdqlPoint,
-    AdqlPolygon,
     QcatAngDist,
 )
 from qcat.czar.catalog import TableSnapshot
-from qcat.czar.errors import QueryError
-from qcat.geometry import Box, Circle, GeometryError, Polygon
+from qcat.czar.constants import Region, constant_number, constant_region, geometry
+from qcat.geometry import Circle, region_ranges
+from qcat.geometry.coverage import merge_ranges
 
-Region = Circle | Polygon | Box
+#: Order-29 ranges describing a region for chunk selection.
+COVERAGE_RANGES = 256
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,15 @@ class TableConstraints:
 
     regions: tuple[Region, ...] | None = None
     keys: tuple[object, ...] | None = None
+
+    @cached_property
+    def ranges(self) -> np.ndarray | None:
+        """``_healpix_29`` ranges covering the regions, computed once (None: no regions)."""
+        if self.regions is None:
+            return None
+        return merge_ranges(
+            np.concatenate([region_ranges(r, COVERAGE_RANGES) for r in self.regions])
+        )
 
 
 def conjuncts(condition: exp.Expression | None) -> Iterator[exp.Expression]:
@@ -98,7 +108,7 @@ def _regions(term: exp.Expression, alias: str, table: TableSnapshot) -> tuple[Re
     if isinstance(node, exp.EQ):
         for a, b in ((node.this, node.expression), (node.expression, node.this)):
             if isinstance(a, AdqlContains) and _is_one(b) and _is_position(a.this, alias, table):
-                region = _constant_region(a.expression)
+                region = constant_region(a.expression)
                 return None if region is None else (region,)
     if isinstance(node, (exp.LT, exp.LTE, exp.GT, exp.GTE)):
         small, big = (
@@ -106,15 +116,15 @@ def _regions(term: exp.Expression, alias: str, table: TableSnapshot) -> tuple[Re
             if isinstance(node, (exp.LT, exp.LTE))
             else (node.expression, node.this)
         )
-        radius = _number(big)
+        radius = constant_number(big)
         centre = _distance_centre(small, alias, table)
         if radius is not None and centre is not None and radius > 0:
-            return (_circle(centre[0], centre[1], min(radius, 180.0)),)
+            return (geometry(Circle, centre[0] % 360.0, centre[1], min(radius, 180.0)),)
     return None
 
 
 def _is_one(node: exp.Expression) -> bool:
-    return _number(node) == 1.0
+    return constant_number(node) == 1.0
 
 
 def _column_is(node: exp.Expression, alias: str, name: str | None) -> bool:
@@ -142,7 +152,7 @@ def _distance_centre(
         pairs = [(node.this, node.expression), (node.expression, node.this)]
         for p, q in pairs:
             if _is_position(p, alias, table) and isinstance(q, AdqlPoint):
-                ra, dec = _number(q.args["coord1"]), _number(q.args["coord2"])
+                ra, dec = constant_number(q.args["coord1"]), constant_number(q.args["coord2"])
                 if ra is not None and dec is not None:
                     return ra, dec
     if isinstance(node, QcatAngDist):
@@ -152,52 +162,9 @@ def _distance_centre(
             if _column_is(ra_p, alias, table.spec.ra_column) and _column_is(
                 dec_p, alias, table.spec.dec_column
             ):
-                ra, dec = _number(ra_q), _number(dec_q)
+                ra, dec = constant_number(ra_q), constant_number(dec_q)
                 if ra is not None and dec is not None:
                     return ra, dec
-    return None
-
-
-def _number(node: exp.Expression) -> float | None:
-    if isinstance(node, exp.Literal) and not node.is_string:
-        return float(node.this)
-    if isinstance(node, exp.Neg):
-        inner = _number(node.this)
-        return None if inner is None else -inner
-    if isinstance(node, exp.Paren):
-        return _number(node.this)
-    return None
-
-
-def _circle(ra: float, dec: float, radius: float) -> Circle:
-    try:
-        return Circle(ra % 360.0, dec, radius)
-    except GeometryError as e:
-        raise QueryError(str(e)) from None
-
-
-def _constant_region(node: exp.Expression) -> Region | None:
-    def point(p: exp.Expression) -> tuple[float, float] | None:
-        if not isinstance(p, AdqlPoint):
-            return None
-        ra, dec = _number(p.args["coord1"]), _number(p.args["coord2"])
-        return None if ra is None or dec is None else (ra % 360.0, dec)
-
-    try:
-        if isinstance(node, AdqlCircle):
-            c, r = point(node.args["center"]), _number(node.args["radius"])
-            return None if c is None or r is None else Circle(c[0], c[1], r)
-        if isinstance(node, AdqlBox):
-            c = point(node.args["center"])
-            w, h = _number(node.args["width"]), _number(node.args["height"])
-            return None if c is None or w is None or h is None else Box(c[0], c[1], w, h)
-        if isinstance(node, AdqlPolygon):
-            vertices = [point(v) for v in node.expressions]
-            if any(v is None for v in vertices):
-                return None
-            return Polygon(tuple(v for v in vertices if v is not None))
-    except GeometryError as e:
-        raise QueryError(str(e)) from None
     return None
 
 
@@ -239,10 +206,10 @@ def _key_value(node: exp.Expression) -> object | None:
     if isinstance(node, exp.Literal):
         if node.is_string:
             return node.this
-        number = _number(node)
+        number = constant_number(node)
         if number is not None and number.is_integer():
             return int(number)
     if isinstance(node, exp.Neg):
-        number = _number(node)
+        number = constant_number(node)
         return int(number) if number is not None and number.is_integer() else None
     return None

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-import numpy as np
 import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, traverse_scope
@@ -34,18 +33,18 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 from partition.director_index import DirectorIndex
 from partition.hats_writer import HEALPIX_COLUMN
 from qcat.czar.catalog import Chunk, TableSnapshot
+from qcat.czar.constants import constant_number
 from qcat.czar.constraints import TableConstraints, conjuncts, constraints_for
 from qcat.czar.errors import QueryError
 from qcat.czar.resolve import ResolvedQuery, qualified_name
 from qcat.czar.split import CHUNKS, split
 from qcat.czar.translate import to_duckdb
-from qcat.geometry import Circle, contains_sql, healpix_ranges_sql, region_ranges
+from qcat.geometry import Circle, contains_sql, healpix_ranges_sql
+from qcat.geometry.coverage import limit_ranges
 from qcat.geometry.sql import literal
 
 #: Ranges of ``_healpix_29`` added to a chunk query (more cost SQL size, not accuracy).
 ROW_RANGES = 32
-#: Ranges used to choose chunks.
-CHUNK_RANGES = 256
 REF = "qcat_ref"
 
 
@@ -217,7 +216,6 @@ def _neighbour_radius(x: _Ref, y: _Ref, terms: list[exp.Expression]) -> float | 
         AdqlPoint,
         QcatAngDist,
     )
-    from qcat.czar.constraints import _number
 
     def position_of(p: exp.Expression, ref: _Ref) -> bool:
         return (
@@ -237,7 +235,7 @@ def _neighbour_radius(x: _Ref, y: _Ref, terms: list[exp.Expression]) -> float | 
 
     for t in terms:
         if isinstance(t, (exp.LT, exp.LTE)):
-            r = _number(t.expression)
+            r = constant_number(t.expression)
             d = t.this
             if r is not None and isinstance(d, AdqlDistance) and pair(d.this, d.expression):
                 return r
@@ -250,11 +248,11 @@ def _neighbour_radius(x: _Ref, y: _Ref, terms: list[exp.Expression]) -> float | 
             for c, one in ((t.this, t.expression), (t.expression, t.this)):
                 if (
                     isinstance(c, AdqlContains)
-                    and _number(one) == 1.0
+                    and constant_number(one) == 1.0
                     and isinstance(c.expression, AdqlCircle)
                     and pair(c.this, c.expression.args["center"])
                 ):
-                    return _number(c.expression.args["radius"])
+                    return constant_number(c.expression.args["radius"])
     return None
 
 
@@ -263,9 +261,8 @@ def _chunks(
 ) -> list[Chunk]:
     table = ref.table
     chunks = list(table.chunks)
-    if constraints.regions is not None:
-        ranges = np.concatenate([region_ranges(r, CHUNK_RANGES) for r in constraints.regions])
-        chunks = table.chunks_overlapping(ranges)
+    if constraints.ranges is not None:
+        chunks = table.chunks_overlapping(constraints.ranges)
         notes.append(f"{table.name}: region selects {len(chunks)} of {len(table.chunks)} chunks")
     if constraints.keys is not None:
         chunks = _chunks_of_keys(ref, constraints.keys, chunks, data_dir, notes)
@@ -288,9 +285,9 @@ def _chunks_of_keys(
 
 
 def _healpix_condition(ref: _Ref, constraints: TableConstraints) -> exp.Expression | None:
-    if constraints.regions is None or ref.table.spec.kind != "director":
+    if constraints.ranges is None or ref.table.spec.kind != "director":
         return None
-    ranges = np.concatenate([region_ranges(r, ROW_RANGES) for r in constraints.regions])
+    ranges = limit_ranges(constraints.ranges, ROW_RANGES)
     return _parse(healpix_ranges_sql(f"{ref.alias}.{HEALPIX_COLUMN}", ranges))
 
 

@@ -12,7 +12,6 @@ result still contains only allow-listed constructs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 import sqlglot
 from sqlglot import exp
@@ -36,13 +35,12 @@ from qcat.czar.adql.expressions import (
     QcatAngDist,
     QcatFluxToAbmag,
 )
+from qcat.czar.constants import Region, constant_point, constant_region
 from qcat.czar.errors import QueryError, UnsupportedQuery
 from qcat.geometry import (
     Box,
     Circle,
-    GeometryError,
     Point,
-    Polygon,
     area_sq_deg,
     centroid,
     circle_contains_sql,
@@ -56,8 +54,6 @@ from qcat.geometry.sql import literal
 #: AB magnitude zero point for fluxes in nJy: m = -2.5 log10(f / nJy) + 31.4.
 AB_ZERO_POINT_NJY = 31.4
 
-Region = Circle | Polygon | Box
-T = TypeVar("T")
 UnitOf = Callable[[exp.Expression], str | None]
 
 
@@ -111,9 +107,9 @@ def _translate(node: exp.Expression, unit_of: UnitOf) -> exp.Expression:
     if isinstance(node, AdqlCoordSys):
         return exp.Literal.string("ICRS")
     if isinstance(node, AdqlArea):
-        return exp.Literal.number(literal(area_sq_deg(_constant_region(node.this, "AREA"))))
+        return exp.Literal.number(literal(area_sq_deg(_required_region(node.this, "AREA"))))
     if isinstance(node, AdqlCentroid):
-        c = centroid(_constant_region(node.this, "CENTROID"))
+        c = centroid(_required_region(node.this, "CENTROID"))
         return _array([exp.Literal.number(literal(c.ra)), exp.Literal.number(literal(c.dec))])
     if isinstance(node, AdqlInUnit):
         return _in_unit(node, unit_of)
@@ -142,72 +138,22 @@ def _predicate_comparison(node: exp.Expression) -> tuple[exp.Expression | None, 
 # -- geometry ------------------------------------------------------------------
 
 
-def _number(node: exp.Expression) -> float | None:
-    """The value of a constant numeric expression, or None when it is not constant."""
-    if isinstance(node, exp.Literal) and not node.is_string:
-        return float(node.this)
-    if isinstance(node, exp.Neg):
-        inner = _number(node.this)
-        return None if inner is None else -inner
-    if isinstance(node, exp.Paren):
-        return _number(node.this)
-    return None
-
-
 def _point_sql(node: exp.Expression) -> tuple[str, str]:
     if isinstance(node, AdqlPoint):
         return _sql(node.args["coord1"]), _sql(node.args["coord2"])
     if isinstance(node, AdqlCentroid):
-        c = centroid(_constant_region(node.this, "CENTROID"))
+        c = centroid(_required_region(node.this, "CENTROID"))
         return literal(c.ra), literal(c.dec)
     raise UnsupportedQuery(f"expected a POINT here, found {node.sql('adql')}")
 
 
-def _constant_point(node: exp.Expression) -> Point | None:
-    if not isinstance(node, AdqlPoint):
-        return None
-    ra, dec = _number(node.args["coord1"]), _number(node.args["coord2"])
-    if ra is None or dec is None:
-        return None
-    return _make(Point, ra % 360.0, dec)
-
-
-def _make(kind: Callable[..., T], *args: object) -> T:
-    """``kind(*args)``, a geometry error becoming the user's error."""
-    try:
-        return kind(*args)
-    except GeometryError as e:
-        raise QueryError(str(e)) from None
-
-
-def _constant_region(node: exp.Expression, where: str) -> Region:
-    region = _region_or_none(node)
+def _required_region(node: exp.Expression, where: str) -> Region:
+    region = constant_region(node)
     if region is None:
         raise UnsupportedQuery(
             f"{where} needs a geometry of constants here, found {node.sql('adql')}"
         )
     return region
-
-
-def _region_or_none(node: exp.Expression) -> Region | None:
-    if isinstance(node, AdqlCircle):
-        centre = _constant_point(node.args["center"])
-        radius = _number(node.args["radius"])
-        if centre is None or radius is None:
-            return None
-        return _make(Circle, centre.ra, centre.dec, radius)
-    if isinstance(node, AdqlBox):
-        centre = _constant_point(node.args["center"])
-        w, h = _number(node.args["width"]), _number(node.args["height"])
-        if centre is None or w is None or h is None:
-            return None
-        return _make(Box, centre.ra, centre.dec, w, h)
-    if isinstance(node, AdqlPolygon):
-        vertices = [_constant_point(v) for v in node.expressions]
-        if any(v is None for v in vertices):
-            return None
-        return _make(Polygon, tuple((v.ra, v.dec) for v in vertices if v is not None))
-    return None
 
 
 def _predicate(node: exp.Expression) -> exp.Expression:
@@ -217,7 +163,7 @@ def _predicate(node: exp.Expression) -> exp.Expression:
         a, b = b, a  # INTERSECTS is symmetric; a point meets a region when inside it
     if isinstance(a, AdqlPoint):
         return _point_in(a, b)
-    left, right = _region_or_none(a), _region_or_none(b)
+    left, right = constant_region(a), constant_region(b)
     if left is not None and right is not None:
         value = (
             regions_intersect(left, right)
@@ -248,9 +194,9 @@ def _region_contains(outer: Region, inner: Region) -> bool:
 
 def _point_in(point: AdqlPoint, region_node: exp.Expression) -> exp.Expression:
     ra, dec = _point_sql(point)
-    region = _region_or_none(region_node)
+    region = constant_region(region_node)
     if region is not None:
-        constant = _constant_point(point)
+        constant = constant_point(point)
         if constant is not None:
             return exp.Boolean(this=bool(contains_point(region, constant.ra, constant.dec)))
         return _parse(contains_sql(ra, dec, region))
@@ -267,7 +213,7 @@ def _coordinate(node: exp.Expression, index: int) -> exp.Expression:
     if isinstance(node, AdqlPoint):
         return node.args["coord1" if index == 0 else "coord2"]
     if isinstance(node, AdqlCentroid):
-        c = centroid(_constant_region(node.this, "CENTROID"))
+        c = centroid(_required_region(node.this, "CENTROID"))
         return exp.Literal.number(literal(c.ra if index == 0 else c.dec))
     raise UnsupportedQuery(f"COORD{index + 1} needs a POINT, found {node.sql('adql')}")
 
@@ -286,7 +232,7 @@ def _geometry_value(node: exp.Expression) -> exp.Expression:
             raise UnsupportedQuery(f"cannot evaluate {node.sql('adql')}")
         return _array([centre.args["coord1"], centre.args["coord2"], node.args["radius"]])
     if isinstance(node, AdqlBox):
-        region = _constant_region(node, "BOX")
+        region = _required_region(node, "BOX")
         assert isinstance(region, Box)
         vertices = region.to_polygon().vertices
         return _array([exp.Literal.number(literal(x)) for v in vertices for x in v])

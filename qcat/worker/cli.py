@@ -13,6 +13,7 @@ from types import FrameType
 
 import click
 
+from qcat.cli_options import data_option
 from qcat.config import resolve_data_dir
 from qcat.errors import ConfigError, QcatError
 from qcat.worker.settings import WORKER_SETTINGS
@@ -36,13 +37,7 @@ def _setting(name: str) -> dict[str, object]:
 
 
 @click.command("worker")
-@click.option(
-    "--data",
-    "data",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Data directory (default: $QCAT_DATA, else ./qcat-data).",
-)
+@data_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port", type=int, default=0, show_default=True, help="Port to listen on (0: any free one)."

@@ -129,6 +129,16 @@ class Cursor:
     def leave(self) -> None:
         self.depth -= 1
 
+    def either(self, first: Callable[[], T], second: Callable[[], T]) -> T:
+        """``first()``, else ``second()`` from the same place; else the error that got furthest."""
+        result, error = self.speculate(first)
+        if result is not None:
+            return result
+        result, error2 = self.speculate(second)
+        if result is not None:
+            return result
+        raise furthest(error, error2)
+
     def speculate(self, parse: Callable[[], T]) -> tuple[T | None, AdqlSyntaxError | None]:
         """Try ``parse``; on failure rewind and return the error instead."""
         saved = self.i, self.depth

@@ -8,11 +8,13 @@ Which of the two is allowed where is checked afterwards by :mod:`validate`.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from sqlglot import exp
 
 from qcat.czar.adql import expressions as ax
 from qcat.czar.adql import functions as fn
-from qcat.czar.adql.cursor import GRAMMAR_WORDS, Cursor, furthest, qualifiers
+from qcat.czar.adql.cursor import GRAMMAR_WORDS, Cursor, qualifiers
 from qcat.czar.adql.geometry_args import build_geometry
 from qcat.czar.adql.kinds import unparen
 from qcat.czar.adql.lexer import Token
@@ -50,11 +52,12 @@ _CAST_TYPE_LIST = (
 )
 
 
-class ExpressionParser(Cursor):
+class ExpressionParser(Cursor, ABC):
     """Values, conditions and function calls; subqueries come from the subclass."""
 
+    @abstractmethod
     def parse_select_expression(self) -> exp.Expression:
-        raise NotImplementedError  # provided by parser.Parser
+        """A whole query (``parser.Parser``): values contain subqueries and vice versa."""
 
     def parse_column(self) -> exp.Column:
         first = self.tok
@@ -282,13 +285,7 @@ class ExpressionParser(Cursor):
 
     def parse_parenthesised(self) -> exp.Expression:
         if self.query_ahead():
-            subquery, error = self.speculate(self.parse_scalar_subquery)
-            if subquery is not None:
-                return subquery
-            paren, error2 = self.speculate(self.parse_paren)
-            if paren is not None:
-                return paren
-            raise furthest(error, error2)
+            return self.either(self.parse_scalar_subquery, self.parse_paren)
         return self.parse_paren()
 
     def parse_scalar_subquery(self) -> exp.Subquery:

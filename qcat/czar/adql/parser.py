@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from qcat.czar.adql.cursor import furthest, qualifiers
+from qcat.czar.adql.cursor import qualifiers
 from qcat.czar.adql.errors import AdqlSyntaxError
 from qcat.czar.adql.expression_parser import ExpressionParser
 from qcat.czar.adql.lexer import Token
@@ -400,13 +400,7 @@ class Parser(ExpressionParser):
         tok = self.tok
         if tok.is_op("("):
             if self.query_ahead():
-                table, error = self.speculate(self.parse_derived_table)
-                if table is not None:
-                    return table
-                joined, error2 = self.speculate(self.parse_parenthesised_join)
-                if joined is not None:
-                    return joined
-                raise furthest(error, error2)
+                return self.either(self.parse_derived_table, self.parse_parenthesised_join)
             return self.parse_parenthesised_join()
         if tok.kind in ("name", "quoted"):
             if tok.is_word("LATERAL", "UNNEST") and self.peek().is_op("("):

@@ -22,7 +22,7 @@ from sqlglot import exp
 from qcat.czar.adql import expressions as ax
 from qcat.czar.adql import functions as fn
 from qcat.czar.adql.errors import AdqlSyntaxError
-from qcat.czar.adql.kinds import COMPARISONS, is_condition, kind_of, unparen
+from qcat.czar.adql.kinds import COMPARISONS, CONDITIONS, is_condition, kind_of, unparen
 
 #: Every expression class a valid tree may contain.
 STRUCTURE: frozenset[type[exp.Expression]] = frozenset(
@@ -63,21 +63,7 @@ STRUCTURE: frozenset[type[exp.Expression]] = frozenset(
         exp.BitwiseOr,
         exp.BitwiseXor,
         exp.DPipe,
-        exp.EQ,
-        exp.NEQ,
-        exp.GT,
-        exp.GTE,
-        exp.LT,
-        exp.LTE,
-        exp.Between,
-        exp.In,
-        exp.Like,
-        exp.ILike,
-        exp.Is,
-        exp.Not,
-        exp.And,
-        exp.Or,
-        exp.Exists,
+        *CONDITIONS,
         exp.Case,
         exp.If,
         exp.Cast,
