@@ -436,6 +436,7 @@ def test_error_inside_commit_rolls_everything_back(store: MetadataStore) -> None
         "table_version": 0,
         "version_partition": 0,
         "version_file": 0,
+        "uws_job": 0,
     }
     assert [r.status for r in store.ingests()] == ["running"]
 

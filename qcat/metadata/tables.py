@@ -187,3 +187,28 @@ version_file = Table(
         ondelete="CASCADE",
     ),
 )
+
+#: UWS jobs of the TAP service (``/tap/async``): their parameters, phase and
+#: result survive a restart of the service.
+uws_job = Table(
+    "uws_job",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("run_id", String(NAME_LENGTH)),
+    Column("owner", String(NAME_LENGTH)),
+    Column("phase", String(16), nullable=False, index=True),
+    Column("parameters", JSON, nullable=False),
+    Column("creation_time", Timestamp, nullable=False, index=True),
+    Column("start_time", Timestamp),
+    Column("end_time", Timestamp),
+    Column("execution_duration", Integer, nullable=False),
+    Column("destruction", Timestamp, nullable=False, index=True),
+    Column("error_type", String(16)),
+    Column("error_message", Text),
+    # Relative to the data directory; set once the result file is complete.
+    Column("result_path", Text),
+    Column("result_mime", String(NAME_LENGTH)),
+    Column("result_size", BigInteger),
+    Column("result_rows", BigInteger),
+    Column("result_overflow", Boolean),
+)
