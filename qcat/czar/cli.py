@@ -19,7 +19,7 @@ from qcat.config import resolve_data_dir
     "--output",
     type=click.Path(path_type=Path),
     default=None,
-    help="Write the result to this file (.parquet, .csv, .fits, .vot).",
+    help="Write the result to this file (.parquet, .csv, .tsv, .fits, .vot).",
 )
 @click.option(
     "--workers",
@@ -58,13 +58,13 @@ def query(
       qcat query 'SELECT * FROM demo.Source WHERE objectId = 68719476744' -o lc.fits
     """
     from qcat.czar.engine import WORKER_SETUP_MODULE, QueryEngine
-    from qcat.czar.output import output_format, write_result
     from qcat.worker.pool import LocalWorkers
+    from services.tap.formats import ResultInfo, format_for_path, write_result_file
 
     text = sys.stdin.read() if query == "-" else query
     data_dir = resolve_data_dir(data)
     if output is not None:
-        output_format(output)
+        format_for_path(output)
     with LocalWorkers(
         data_dir, workers, memory_limit=memory_limit, setup_sql_module=WORKER_SETUP_MODULE
     ) as pool:
@@ -73,7 +73,8 @@ def query(
             result = engine.execute(text)
             try:
                 if output is not None:
-                    rows = write_result(result.reader, result.columns, output)
+                    info = ResultInfo(query=text, query_id=result.query_id)
+                    rows = write_result_file(result.reader, result.columns, output, info=info)
                     click.echo(f"{rows:,} rows written to {output}", err=True)
                 else:
                     _print_table(result.reader, [c.name for c in result.columns], max_rows)
