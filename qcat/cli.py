@@ -195,6 +195,44 @@ def _existing_spec(data_dir: Path, table: str) -> Any:
 
 @main.command()
 @data_option
+@setting_option("--host", "serve_host")
+@setting_option("--port", "serve_port", int)
+@setting_option("--workers", "serve_workers", int)
+@setting_option("--worker-memory-limit", "serve_worker_memory_limit")
+@_reports_errors
+def serve(data: Path | None, host: str, port: int, workers: int, worker_memory_limit: str) -> None:
+    """Serve the tables of the data directory over HTTP: TAP (/tap) and /healthz.
+
+    Starts --workers local worker processes and the TAP service, prints the
+    TAP URL and serves until Ctrl-C or SIGTERM, which stop the workers too.
+    Every query is logged to DATA/logs/queries.jsonl.
+
+    \b
+    Examples:
+      qcat serve --data ./qcat-data                  # http://127.0.0.1:8080/tap
+      qcat serve --data /srv/qcat --host 0.0.0.0 --port 80 --workers 8
+      qcat serve --port 0                            # any free port (printed)
+    """
+    from services.server import serve_data_dir
+
+    serve_data_dir(
+        resolve_data_dir(data),
+        host=host,
+        port=port,
+        workers=workers,
+        worker_memory_limit=worker_memory_limit,
+        announce=lambda url: _announce(f"qcat TAP service at {url} (Ctrl-C stops it)"),
+    )
+    click.echo("stopped: workers shut down", err=True)
+
+
+def _announce(text: str) -> None:
+    click.echo(text)
+    sys.stdout.flush()
+
+
+@main.command()
+@data_option
 @click.option(
     "--objects",
     type=int,
@@ -204,25 +242,54 @@ def _existing_spec(data_dir: Path, table: str) -> Any:
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed.")
 @setting_option("--threshold", "partition_threshold", int)
+@setting_option("--host", "serve_host")
+@setting_option("--port", "serve_port", int)
+@setting_option("--workers", "serve_workers", int)
+@setting_option("--worker-memory-limit", "serve_worker_memory_limit")
+@click.option("--no-serve", is_flag=True, help="Only generate and ingest the data; do not serve.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @_reports_errors
-def demo(data: Path | None, objects: int, seed: int, threshold: int, quiet: bool) -> None:
-    """Generate the demo survey catalog (Object + Source) and ingest it.
+def demo(
+    data: Path | None,
+    objects: int,
+    seed: int,
+    threshold: int,
+    host: str,
+    port: int,
+    workers: int,
+    worker_memory_limit: str,
+    no_serve: bool,
+    quiet: bool,
+) -> None:
+    """Generate the demo survey catalog (Object + Source), ingest it and serve it over TAP.
+
+    Data already generated and ingested by an earlier run is reused. The TAP
+    service then runs like `qcat serve` (Ctrl-C stops it) and prints how to
+    query it from pyvo and TOPCAT.
 
     \b
     Examples:
-      qcat demo                       # 100k objects, ~1M sources into ./qcat-data
-      qcat demo --objects 10000000 --data /big/qcat-data
+      qcat demo                       # 100k objects, ~1M sources into ./qcat-data, then serve
+      qcat demo --port 9000           # serve at http://127.0.0.1:9000/tap
+      qcat demo --objects 10000000 --data /big/qcat-data --no-serve
     """
-    from qcat.demo_service import run_demo
+    from qcat.demo_service import demo_instructions, run_demo
 
-    run_demo(
-        resolve_data_dir(data),
-        objects=objects,
-        seed=seed,
-        threshold=threshold,
-        show_progress=not quiet,
+    data_dir = resolve_data_dir(data)
+    run_demo(data_dir, objects=objects, seed=seed, threshold=threshold, show_progress=not quiet)
+    if no_serve:
+        return
+    from services.server import serve_data_dir
+
+    serve_data_dir(
+        data_dir,
+        host=host,
+        port=port,
+        workers=workers,
+        worker_memory_limit=worker_memory_limit,
+        announce=lambda url: _announce(demo_instructions(url)),
     )
+    click.echo("stopped: workers shut down", err=True)
 
 
 @main.group()

@@ -58,5 +58,60 @@ SETTINGS: dict[str, Setting] = {
             16_384,
             "Rows per row group of the director index; a key lookup reads one group.",
         ),
+        # The HTTP service (`qcat serve`, `qcat demo`; docs/service.md).
+        Setting("serve_host", "127.0.0.1", "Address the HTTP service listens on."),
+        Setting("serve_port", 8080, "Port the HTTP service listens on (0: any free port)."),
+        Setting("serve_workers", 2, "Local worker processes `qcat serve` starts."),
+        Setting(
+            "serve_worker_memory_limit",
+            "1GB",
+            "DuckDB memory limit of each local worker process started by `qcat serve`.",
+        ),
+        Setting(
+            "serve_czar_memory_limit",
+            "2GB",
+            "DuckDB memory limit of the czar (merging chunk results) in the service process.",
+        ),
+        Setting(
+            "public_url",
+            "",
+            "Public base URL of the service (e.g. https://data.example.org) used in "
+            "/capabilities; empty: taken from each request.",
+        ),
+        Setting(
+            "tap_maxrec_default",
+            100_000,
+            "Rows a TAP query returns when the request gives no MAXREC.",
+        ),
+        Setting(
+            "tap_maxrec_hard",
+            10_000_000,
+            "Largest MAXREC a TAP request may ask for; larger values are cut to it.",
+        ),
+        Setting(
+            "tap_sync_timeout_s",
+            600.0,
+            "Seconds a synchronous TAP query may run before it is stopped on the workers.",
+        ),
+        Setting(
+            "tap_retention_s",
+            604_800,
+            "Seconds a TAP job and its results are kept (declared in /capabilities).",
+        ),
+        Setting(
+            "tap_client_queries",
+            4,
+            "Queries one client address may run at once; more are refused with HTTP 503.",
+        ),
+        Setting(
+            "tap_max_queries",
+            16,
+            "Queries the service runs at once over all clients; more are refused with HTTP 503.",
+        ),
+        Setting(
+            "tap_max_query_chars",
+            100_000,
+            "Longest ADQL text (characters) a TAP request may send.",
+        ),
     )
 }

@@ -39,10 +39,42 @@ def run_demo(
             if v is None:
                 continue
             orders = sorted({p.order for p in store.partitions(t.name)})
+            # plain tables (TAP_SCHEMA) are one file, without HEALPix orders
+            span = f" (orders {orders[0]}-{orders[-1]})" if orders else ""
             out.write(
-                f"  {t.name:<12} {t.kind:<8} {v.num_rows:>12,} rows  {v.num_partitions:>5} "
-                f"partitions (orders {orders[0]}-{orders[-1]})  {v.path}\n"
+                f"  {t.name:<19} {t.kind:<8} {v.num_rows:>12,} rows  {v.num_partitions:>5} "
+                f"partitions{span}  {v.path}\n"
             )
         out.write("Try: uv run qcat admin verify --data " + str(data_dir) + "\n")
     finally:
         store.close()
+
+
+DEMO_QUERY = (
+    "SELECT TOP 10 objectId, coord_ra, coord_dec, r_psfMag FROM demo.Object "
+    "WHERE CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(266.4, -28.9, 1)) = 1 "
+    "ORDER BY r_psfMag"
+)
+
+
+def demo_instructions(tap_url: str) -> str:
+    """What ``qcat demo`` prints once the service listens: the URL, pyvo and TOPCAT steps."""
+    return f"""
+qcat TAP service at {tap_url} (Ctrl-C stops it)
+
+From Python (pip install pyvo), paste:
+
+    import pyvo
+    tap = pyvo.dal.TAPService("{tap_url}")
+    result = tap.run_sync("{DEMO_QUERY}")
+    print(result.to_table())
+
+From TOPCAT: menu VO > Table Access Protocol (TAP) Query; paste
+    {tap_url}
+into "TAP URL" at the bottom, press "Use Service", type an ADQL query
+(e.g. SELECT TOP 100 * FROM demo.Source) and press "Run Query".
+
+From a shell:
+    curl '{tap_url}/sync' --data-urlencode 'QUERY=SELECT COUNT(*) FROM demo.Object' \\
+         -d RESPONSEFORMAT=csv
+"""

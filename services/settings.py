@@ -1,0 +1,33 @@
+"""The service's limits, read from the named settings (``qcat/config.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from qcat.config import SETTINGS
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What the HTTP service allows; every field is the named setting of the same name."""
+
+    tap_maxrec_default: int
+    tap_maxrec_hard: int
+    tap_sync_timeout_s: float
+    tap_retention_s: int
+    tap_client_queries: int
+    tap_max_queries: int
+    tap_max_query_chars: int
+    public_url: str
+    serve_czar_memory_limit: str
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> ServiceSettings:
+        """The settings' defaults, with ``overrides`` (field name -> value) applied."""
+        values: dict[str, Any] = {f.name: SETTINGS[f.name].default for f in fields(cls)}
+        unknown = set(overrides) - set(values)
+        if unknown:
+            raise TypeError(f"unknown service settings: {', '.join(sorted(unknown))}")
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,170 @@
+"""``/tap/capabilities``: the VOSI 1.1 capabilities document with TAPRegExt 1.0.
+
+Everything declared is derived from the code that implements it: the ADQL
+language features and user-defined functions from the parser's allow-list
+(``qcat.czar.adql.functions``), the output formats from
+``services.tap.formats.FORMATS``, the limits from the settings. Only what
+this service really serves is declared (no upload and no async until they
+exist).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable, Sequence
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from qcat.czar.adql.functions import FUNCTIONS, language_features
+from services.service import Service
+from services.settings import ServiceSettings
+from services.tap.formats import FORMATS, OutputFormat
+from services.tap.xml import XML_MEDIA_TYPE, XSI_NS, XSI_TYPE, to_bytes
+
+VOSI_CAPABILITIES_NS = "http://www.ivoa.net/xml/VOSICapabilities/v1.0"
+VR_NS = "http://www.ivoa.net/xml/VOResource/v1.0"
+VS_NS = "http://www.ivoa.net/xml/VODataService/v1.1"
+TR_NS = "http://www.ivoa.net/xml/TAPRegExt/v1.0"
+
+TAP = "ivo://ivoa.net/std/TAP"
+TAPREGEXT = "ivo://ivoa.net/std/TAPRegExt"
+VOSI_CAPABILITIES = "ivo://ivoa.net/std/VOSI#capabilities"
+VOSI_AVAILABILITY = "ivo://ivoa.net/std/VOSI#availability"
+VOSI_TABLES = "ivo://ivoa.net/std/VOSI#tables-1.1"
+DALI_EXAMPLES = "ivo://ivoa.net/std/DALI#examples"
+
+#: ADQL versions accepted (LANG=ADQL-2.0 queries run under the 2.1 grammar).
+ADQL_VERSIONS = (("2.1", "ivo://ivoa.net/std/ADQL#v2.1"), ("2.0", "ivo://ivoa.net/std/ADQL#v2.0"))
+
+#: TAPRegExt's identifiers of the standard VOTable serialisations.
+OUTPUT_FORMAT_IDS = {
+    "votable-binary2": f"{TAPREGEXT}#output-votable-binary2",
+    "votable-binary": f"{TAPREGEXT}#output-votable-binary",
+    "votable-tabledata": f"{TAPREGEXT}#output-votable-td",
+}
+
+#: What the syntax features are (function features take their allow-list summary).
+SYNTAX_DESCRIPTIONS = {
+    "ILIKE": "case-insensitive LIKE",
+    "UNION": "rows of either query (UNION ALL keeps duplicates)",
+    "EXCEPT": "rows of the first query not in the second",
+    "INTERSECT": "rows in both queries",
+    "WITH": "common table expressions (named subqueries)",
+    "CAST": "type conversion to a numeric or character type",
+    "OFFSET": "skip the first rows of the (ordered) result",
+}
+
+
+def _canonical(feature_type: str) -> str:
+    """The feature type as TAPRegExt spells it (IVOIDs compare case-insensitively)."""
+    prefix = f"{TAPREGEXT}#"
+    if feature_type.lower().startswith(prefix.lower()):
+        return prefix + feature_type[len(prefix) :]
+    return feature_type
+
+
+def _feature_description(form: str) -> str:
+    name = form.split("(")[0].strip().upper()
+    spec = FUNCTIONS.get(name)
+    if spec is not None:
+        return spec.summary
+    return SYNTAX_DESCRIPTIONS.get(name, "")
+
+
+def _language(parent: ET.Element) -> None:
+    language = ET.SubElement(parent, "language")
+    ET.SubElement(language, "name").text = "ADQL"
+    for version, ivo_id in ADQL_VERSIONS:
+        ET.SubElement(language, "version", {"ivo-id": ivo_id}).text = version
+    ET.SubElement(language, "description").text = (
+        "ADQL 2.1 with geometry exact on the sphere; only the functions declared here "
+        "may be called."
+    )
+    for feature_type, forms in language_features().items():
+        if not forms:
+            continue
+        group = ET.SubElement(language, "languageFeatures", {"type": _canonical(feature_type)})
+        for form in forms:
+            feature = ET.SubElement(group, "feature")
+            ET.SubElement(feature, "form").text = form
+            description = _feature_description(form)
+            if description:
+                ET.SubElement(feature, "description").text = description
+
+
+def _output_format(parent: ET.Element, fmt: OutputFormat) -> None:
+    attrs = {"ivo-id": OUTPUT_FORMAT_IDS[fmt.name]} if fmt.name in OUTPUT_FORMAT_IDS else {}
+    element = ET.SubElement(parent, "outputFormat", attrs)
+    ET.SubElement(element, "mime").text = fmt.mime_type
+    for alias in fmt.aliases:
+        if alias != fmt.mime_type.lower():
+            ET.SubElement(element, "alias").text = alias
+
+
+def _limits(parent: ET.Element, tag: str, default: int, hard: int, unit: str | None) -> None:
+    element = ET.SubElement(parent, tag)
+    attrs = {"unit": unit} if unit else {}
+    ET.SubElement(element, "default", attrs).text = str(default)
+    ET.SubElement(element, "hard", attrs).text = str(hard)
+
+
+def _interface(parent: ET.Element, url: str, use: str, *, std: bool = False) -> None:
+    attrs = {XSI_TYPE: "vs:ParamHTTP"}
+    if std:
+        attrs |= {"role": "std", "version": "1.1"}
+    interface = ET.SubElement(parent, "interface", attrs)
+    ET.SubElement(interface, "accessURL", {"use": use}).text = url
+
+
+def capabilities_xml(
+    tap_url: str,
+    settings: ServiceSettings,
+    *,
+    extra_endpoints: Sequence[tuple[str, str]] = (),
+) -> bytes:
+    """The capabilities of the TAP service at ``tap_url`` (absolute, no trailing slash).
+
+    ``extra_endpoints`` are further VOSI/DALI capabilities served below
+    ``tap_url``: ``(standardID, path)`` pairs such as ``(VOSI_TABLES, "tables")``.
+    """
+    root = ET.Element(f"{{{VOSI_CAPABILITIES_NS}}}capabilities")
+    tap = ET.SubElement(root, "capability", {"standardID": TAP, XSI_TYPE: "tr:TableAccess"})
+    _interface(tap, tap_url, "base", std=True)
+    _language(tap)
+    for fmt in FORMATS:
+        _output_format(tap, fmt)
+    _limits(tap, "retentionPeriod", settings.tap_retention_s, settings.tap_retention_s, None)
+    timeout = round(settings.tap_sync_timeout_s)
+    _limits(tap, "executionDuration", timeout, timeout, None)
+    _limits(tap, "outputLimit", settings.tap_maxrec_default, settings.tap_maxrec_hard, "row")
+    endpoints = [(VOSI_CAPABILITIES, "capabilities"), (VOSI_AVAILABILITY, "availability")]
+    for standard_id, path in [*endpoints, *extra_endpoints]:
+        capability = ET.SubElement(root, "capability", {"standardID": standard_id})
+        _interface(capability, f"{tap_url}/{path}", "full")
+    return to_bytes(
+        root,
+        {"vosi": VOSI_CAPABILITIES_NS, "xsi": XSI_NS},
+        declare={"vr": VR_NS, "vs": VS_NS, "tr": TR_NS},
+    )
+
+
+def tap_url(request: Request, settings: ServiceSettings) -> str:
+    """The TAP base URL: the ``public_url`` setting, else where this request was sent."""
+    base = settings.public_url or str(request.base_url)
+    return base.rstrip("/") + "/tap"
+
+
+def capabilities_endpoint(
+    extra_endpoints: Sequence[tuple[str, str]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """The GET ``/tap/capabilities`` handler declaring ``extra_endpoints`` too."""
+
+    async def endpoint(request: Request) -> Response:
+        service: Service = request.app.state.service
+        document = capabilities_xml(
+            tap_url(request, service.settings), service.settings, extra_endpoints=extra_endpoints
+        )
+        return Response(document, media_type=XML_MEDIA_TYPE)
+
+    return endpoint

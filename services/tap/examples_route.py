@@ -1,0 +1,29 @@
+"""``/tap/examples``: the DALI 1.1 examples document for the tables being served."""
+
+from __future__ import annotations
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+
+from qcat.metadata.store import MetadataStore
+from services.service import Service
+from services.tap.examples import catalog_examples, examples_document
+
+#: DALI 1.1 examples are XHTML with RDFa.
+XHTML_MEDIA_TYPE = "application/xhtml+xml"
+
+
+def _document(service: Service) -> bytes:
+    store = MetadataStore.for_data_dir(service.data_dir)
+    try:
+        return examples_document(catalog_examples(store, service.data_dir))
+    finally:
+        store.close()
+
+
+async def examples_endpoint(request: Request) -> Response:
+    """GET ``/tap/examples``: example queries made from the current catalog (each one runs)."""
+    service: Service = request.app.state.service
+    document = await anyio.to_thread.run_sync(_document, service)
+    return Response(document, media_type=XHTML_MEDIA_TYPE)

@@ -1,0 +1,114 @@
+"""TAP request parameters: gathered case-insensitively, checked, with the settings' limits.
+
+DALI 1.1: parameter names are case-insensitive, values are not; unknown
+parameters are ignored. A POST may be ``application/x-www-form-urlencoded``
+or ``multipart/form-data``; parameters in the URL of a POST count too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect, Request
+
+from qcat.errors import QcatError
+from services.settings import ServiceSettings
+from services.tap.formats import OutputFormat, UnknownFormat, find_format
+
+#: LANG values accepted (upper case); ADQL 2.0 queries are valid ADQL 2.1.
+LANGUAGES = ("ADQL", "ADQL-2.0", "ADQL-2.1")
+MAX_FORM_FIELDS = 100
+
+
+class ParameterError(QcatError):
+    """A request parameter is missing or has a value the service cannot use."""
+
+
+Params = dict[str, str]
+
+
+async def read_params(request: Request, *, max_chars: int) -> Params:
+    """The request's parameters, upper-cased names -> value (URL and, for POST, the body).
+
+    A parameter given twice with different values is an error naming it;
+    file parts of a multipart body are ignored (no UPLOAD support yet).
+    """
+    pairs: list[tuple[str, str]] = list(request.query_params.multi_items())
+    if request.method == "POST":
+        try:
+            form = await request.form(
+                max_files=MAX_FORM_FIELDS, max_fields=MAX_FORM_FIELDS, max_part_size=max_chars * 4
+            )
+        except ClientDisconnect:
+            raise
+        except Exception as e:  # malformed bodies raise parser-specific errors
+            raise ParameterError(f"cannot read the request body: {e}") from None
+        pairs += [(k, v) for k, v in form.multi_items() if not isinstance(v, UploadFile)]
+        await form.close()
+    return _fold(pairs)
+
+
+def _fold(pairs: Iterable[tuple[str, str]]) -> Params:
+    params: Params = {}
+    for name, value in pairs:
+        key = name.upper()
+        if key in params and params[key] != value:
+            raise ParameterError(f"parameter {key} is given more than once with different values")
+        params[key] = value
+    return params
+
+
+@dataclass(frozen=True)
+class SyncQuery:
+    """A checked ``/sync`` request: what to run, how to encode it, how many rows."""
+
+    lang: str
+    query: str
+    format: OutputFormat
+    maxrec: int
+
+
+def sync_query(params: Params, settings: ServiceSettings) -> SyncQuery:
+    """Check the parameters of a synchronous query; :class:`ParameterError` names the bad one."""
+    request = params.get("REQUEST")
+    if request is not None and request.lower() != "doquery":
+        raise ParameterError(f"REQUEST={request} is not supported; use REQUEST=doQuery or omit it")
+    if "UPLOAD" in params:
+        raise ParameterError("UPLOAD is not supported by this service")
+    lang = params.get("LANG", "ADQL").strip()
+    if lang.upper() not in LANGUAGES:
+        raise ParameterError(f"LANG={lang} is not supported; use one of {', '.join(LANGUAGES)}")
+    query = params.get("QUERY", "")
+    if not query.strip():
+        raise ParameterError("QUERY is missing: give the ADQL query in the QUERY parameter")
+    if len(query) > settings.tap_max_query_chars:
+        raise ParameterError(
+            f"QUERY has {len(query):,} characters, more than the limit of "
+            f"{settings.tap_max_query_chars:,} (setting tap_max_query_chars)"
+        )
+    return SyncQuery(lang.upper(), query, response_format(params), maxrec(params, settings))
+
+
+def response_format(params: Params) -> OutputFormat:
+    """RESPONSEFORMAT (TAP 1.1), else FORMAT (TAP 1.0), else the default format."""
+    name = "RESPONSEFORMAT" if "RESPONSEFORMAT" in params else "FORMAT"
+    try:
+        return find_format(params.get(name))
+    except UnknownFormat as e:
+        raise ParameterError(f"{name}: {e}") from None
+
+
+def maxrec(params: Params, settings: ServiceSettings) -> int:
+    """MAXREC as a non-negative integer, cut to the hard limit; the default when absent."""
+    value = params.get("MAXREC")
+    if value is None or value.strip() == "":
+        return min(settings.tap_maxrec_default, settings.tap_maxrec_hard)
+    try:
+        rows = int(value.strip())
+    except ValueError:
+        raise ParameterError(f"MAXREC must be a non-negative integer, not {value!r}") from None
+    if rows < 0:
+        raise ParameterError(f"MAXREC must be a non-negative integer, not {value!r}")
+    return min(rows, settings.tap_maxrec_hard)

@@ -1,0 +1,190 @@
+"""``qcat serve`` and ``qcat demo`` as an operator runs them: real processes, real signals."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import pyvo
+from click.testing import CliRunner
+
+from qcat.cli import main
+from tests.conftest import qcat_cli
+
+OBJECTS = 300
+URL_LINE = re.compile(r"(http://127\.0\.0\.1:\d+/tap)")
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``qcat demo --no-serve``: the demo catalog generated and ingested, nothing served."""
+    data = tmp_path_factory.mktemp("serve") / "data"
+    prepared = qcat_cli("demo", *demo_args(data), "--no-serve")
+    assert "demo.Object" in prepared.stdout and "demo.Source" in prepared.stdout
+    assert "http://" not in prepared.stdout
+    return data
+
+
+def demo_args(data: Path) -> tuple[str | Path, ...]:
+    return ("--objects", str(OBJECTS), "--threshold", "200", "--data", data, "--quiet")
+
+
+def start(*args: str | Path) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env.pop("QCAT_DATA", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "qcat", *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def wait_for_url(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[str, str]:
+    """The TAP URL the command prints, and everything it printed up to it."""
+    assert proc.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen += line
+        found = URL_LINE.search(line)
+        if found:
+            return found.group(1), seen
+    proc.kill()
+    raise AssertionError(f"no URL printed:\n{seen}\n{proc.stderr.read() if proc.stderr else ''}")
+
+
+def wait_healthy(tap_url: str, timeout: float = 60) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = httpx.get(tap_url.removesuffix("/tap") + "/healthz", timeout=5)
+            if response.status_code == 200:
+                return dict(response.json())
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "service never became healthy"
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[str], sig: signal.Signals) -> tuple[int, str]:
+    proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return proc.returncode, err
+
+
+def gone(pids: list[int], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if psutil.pid_exists(p) and _not_zombie(p)]
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture
+def serve_process(demo_data: Path) -> Iterator[subprocess.Popen[str]]:
+    proc = start("serve", "--data", demo_data, "--port", "0", "--workers", "2")
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_answers_and_stops_cleanly_on_sigint(
+    serve_process: subprocess.Popen[str], demo_data: Path
+) -> None:
+    url, printed = wait_for_url(serve_process)
+    assert "qcat TAP service at" in printed
+    health = wait_healthy(url)
+    workers = health["workers"]
+    assert isinstance(workers, list) and len(workers) == 2
+    pids = [int(w["pid"]) for w in workers]
+    children = {c.pid for c in psutil.Process(serve_process.pid).children()}
+    assert set(pids) <= children
+    result = pyvo.dal.TAPService(url).run_sync("SELECT COUNT(*) AS n FROM demo.Object")
+    assert result.to_table()["n"][0] == OBJECTS
+    status, err = stop(serve_process, signal.SIGINT)
+    assert status == 0, err
+    assert "stopped" in err and "Traceback" not in err
+    assert gone(pids)
+    log = (demo_data / "logs" / "queries.jsonl").read_text().splitlines()
+    assert any('"SELECT COUNT(*) AS n FROM demo.Object"' in line for line in log)
+
+
+def test_serve_errors_name_the_problem(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(main, ["serve", "--data", str(tmp_path / "nope"), "--port", "0"])
+    assert missing.exit_code == 1
+    assert "nope" in missing.output and "no such data directory" in missing.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = runner.invoke(main, ["serve", "--data", str(tmp_path), "--port", str(port)])
+    assert taken.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in taken.output
+
+
+def test_demo_serves_explains_and_stops_on_sigterm(demo_data: Path) -> None:
+    proc = start("demo", *demo_args(demo_data), "--port", "0", "--workers", "1")
+    try:
+        url, printed = wait_for_url(proc)
+        assert proc.stdout is not None
+        while "Run Query" not in printed:
+            printed += proc.stdout.readline()
+        assert f'pyvo.dal.TAPService("{url}")' in printed and "TOPCAT" in printed
+        pids = [int(w["pid"]) for w in wait_healthy(url)["workers"]]  # type: ignore[attr-defined]
+        # the printed pyvo snippet runs as printed
+        code = printed.split("paste:", 1)[1].split("From TOPCAT")[0]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(textwrap.dedent(code), {})
+        assert "objectId" in out.getvalue() and "r_psfMag" in out.getvalue()
+        status, err = stop(proc, signal.SIGTERM)
+        assert status == 0, err
+        assert gone(pids)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_help_shows_examples() -> None:
+    runner = CliRunner()
+    serve_help = runner.invoke(main, ["serve", "--help"]).output
+    assert "qcat serve --data ./qcat-data" in serve_help and "--workers" in serve_help
+    demo_help = runner.invoke(main, ["demo", "--help"]).output
+    assert "--no-serve" in demo_help and "qcat demo --port 9000" in demo_help
