@@ -109,6 +109,26 @@ SETTINGS: dict[str, Setting] = {
             "Queries the service runs at once over all clients; more are refused with HTTP 503.",
         ),
         Setting(
+            "tap_async_running",
+            2,
+            "Asynchronous TAP jobs executing at once; more wait in phase QUEUED.",
+        ),
+        Setting(
+            "tap_execution_duration_s",
+            3600,
+            "Seconds an asynchronous TAP job may execute unless its EXECUTIONDURATION says less.",
+        ),
+        Setting(
+            "tap_execution_duration_max_s",
+            86_400,
+            "Largest EXECUTIONDURATION a client may set for an asynchronous job (seconds).",
+        ),
+        Setting(
+            "tap_wait_max_s",
+            60.0,
+            "Longest a UWS WAIT request blocks before answering with the job as it is (seconds).",
+        ),
+        Setting(
             "tap_max_query_chars",
             100_000,
             "Longest ADQL text (characters) a TAP request may send.",

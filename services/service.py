@@ -19,6 +19,7 @@ from types import TracebackType
 
 from qcat.czar.engine import WORKER_SETUP_MODULE, QueryEngine
 from qcat.errors import ConfigError
+from qcat.metadata.store import MetadataStore
 from qcat.tap_schema import refresh_tap_schema
 from qcat.worker.client import WorkerClient
 from qcat.worker.errors import WorkerError
@@ -26,7 +27,12 @@ from qcat.worker.pool import LocalWorkers
 from services.limits import QueryLimiter
 from services.querylog import QueryLog
 from services.settings import ServiceSettings
+from services.tap.async_query import job_executor
+from services.tap.uws.jobs import JobStore
+from services.tap.uws.runner import JobRunner
 
+#: Directory (in the data directory) of the asynchronous jobs' result files.
+JOBS_DIR = "jobs"
 HEALTH_TIMEOUT_S = 2.0  # a worker that does not answer health within this is "down"
 
 
@@ -59,6 +65,17 @@ class Service:
         self.started_at = datetime.now(UTC)
         self.query_log = QueryLog(self.data_dir)
         self.limiter = QueryLimiter(settings.tap_client_queries, settings.tap_max_queries)
+        self.metadata = MetadataStore.for_data_dir(self.data_dir)
+        self.jobs = JobStore(self.metadata)
+        self.runner = JobRunner(
+            self.jobs,
+            self.data_dir / JOBS_DIR,
+            job_executor(engine, settings, self.query_log),
+            engine.cancel,
+            max_running=settings.tap_async_running,
+        )
+        # Jobs a previous run of the service left running have nobody behind them now.
+        self.runner.recover()
         self._health_clients = {
             loc: WorkerClient(loc, timeout=HEALTH_TIMEOUT_S) for loc in engine.dispatcher.locations
         }
@@ -122,8 +139,10 @@ class Service:
         for client in self._health_clients.values():
             client.close()
         try:
+            self.runner.close()
             self.engine.close()
         finally:
+            self.metadata.close()
             self.query_log.close()
             if self.workers is not None:
                 self.workers.stop()

@@ -19,6 +19,10 @@ class ServiceSettings:
     tap_client_queries: int
     tap_max_queries: int
     tap_max_query_chars: int
+    tap_async_running: int
+    tap_execution_duration_s: int
+    tap_execution_duration_max_s: int
+    tap_wait_max_s: float
     public_url: str
     serve_czar_memory_limit: str
 

@@ -20,6 +20,7 @@ import psutil
 import pytest
 import pyvo
 from click.testing import CliRunner
+from pyvo.dal.exceptions import DALQueryError
 
 from qcat.cli import main
 from tests.conftest import qcat_cli
@@ -142,6 +143,45 @@ def test_serve_answers_and_stops_cleanly_on_sigint(
     assert gone(pids)
     log = (demo_data / "logs" / "queries.jsonl").read_text().splitlines()
     assert any('"SELECT COUNT(*) AS n FROM demo.Object"' in line for line in log)
+
+
+def test_a_restart_keeps_finished_jobs_and_fails_running_ones(demo_data: Path) -> None:
+    """Kill -9 the service while one job runs and after another finished, then restart it."""
+    slow = (  # ~3e10 rows of a triple cross join: still running when the service is killed
+        "SELECT COUNT(*) FROM demo.Source AS a CROSS JOIN demo.Source AS b "
+        "CROSS JOIN demo.Source AS c WHERE SIN(a.psFlux + b.psFlux + c.psFlux) > 2"
+    )
+    first = start("serve", "--data", demo_data, "--port", "0", "--workers", "2")
+    try:
+        url, _ = wait_for_url(first)
+        pids = [int(w["pid"]) for w in wait_healthy(url)["workers"]]  # type: ignore[index]
+        tap = pyvo.dal.TAPService(url)
+        done = tap.submit_job("SELECT COUNT(*) AS n FROM demo.Object")
+        done.run()
+        done.wait(timeout=60)
+        assert done.phase == "COMPLETED"
+        result = httpx.get(f"{done.url}/results/result").content
+        running = tap.submit_job(slow)
+        running.run()
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{running.url}/phase").text != "EXECUTING":
+            assert time.monotonic() < deadline, running.phase
+            time.sleep(0.05)
+    finally:
+        first.kill()
+        first.wait()
+    assert gone(pids)
+    second = start("serve", "--data", demo_data, "--port", "0", "--workers", "2")
+    try:
+        url2, _ = wait_for_url(second)
+        base, base2 = url.removesuffix("/tap"), url2.removesuffix("/tap")
+        assert httpx.get(f"{done.url}/results/result".replace(base, base2)).content == result
+        job = pyvo.dal.AsyncTAPJob(running.url.replace(base, base2))
+        assert job.phase == "ERROR"
+        with pytest.raises(DALQueryError, match="restarted"):
+            job.raise_if_error()
+    finally:
+        stop(second, signal.SIGTERM)
 
 
 def test_serve_errors_name_the_problem(tmp_path: Path) -> None:

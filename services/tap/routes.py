@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from services.tap.async_routes import async_routes
 from services.tap.availability import availability_endpoint
 from services.tap.capabilities import DALI_EXAMPLES, VOSI_TABLES, capabilities_endpoint
 from services.tap.errors import error_response
@@ -19,6 +20,7 @@ ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 RESOURCES = (
     ("sync", "synchronous ADQL queries (QUERY, LANG, RESPONSEFORMAT, MAXREC)"),
+    ("async", "asynchronous ADQL queries: UWS 1.1 jobs that outlive a restart"),
     ("capabilities", "VOSI capabilities: languages, features, formats, limits"),
     ("availability", "VOSI availability"),
     ("tables", "VOSI tables: schemas, tables and columns (detail=min|max)"),
@@ -59,6 +61,7 @@ def tap_mount() -> Mount:
     routes: list[BaseRoute] = [
         Route("/", landing_endpoint, methods=["GET", "HEAD"]),
         Route("/sync", sync_endpoint, methods=["GET", "POST"]),
+        *async_routes(),
         Route(
             "/capabilities",
             capabilities_endpoint([(VOSI_TABLES, "tables"), (DALI_EXAMPLES, "examples")]),

@@ -65,13 +65,23 @@ def error_summary(job: Job) -> ErrorSummary | None:
     return ErrorSummary(message=job.error_message, type=kind, has_detail=True)
 
 
+def _parameters(job: Job) -> TapParameters:
+    return TapParameters(
+        **{
+            name: Parameter(id=name, value=job.parameters[name])
+            for name in TAP_PARAMETERS
+            if name in job.parameters
+        }
+    )
+
+
+def parameters_document(job: Job) -> bytes:
+    """The ``uws:parameters`` of ``job``."""
+    return _xml(_parameters(job).to_xml(encoding="UTF-8"))
+
+
 def job_document(job: Job, base_url: str) -> bytes:
     """The ``uws:job`` document of ``job``; ``base_url`` is the job list's URL."""
-    params = {
-        name: Parameter(id=name, value=job.parameters[name])
-        for name in TAP_PARAMETERS
-        if name in job.parameters
-    }
     summary: JobSummary[TapParameters] = JobSummary[TapParameters](
         job_id=job.job_id,
         run_id=job.run_id,
@@ -83,7 +93,7 @@ def job_document(job: Job, base_url: str) -> bytes:
         end_time=_utc(job.end_time),
         execution_duration=job.execution_duration,
         destruction=_utc(job.destruction),
-        parameters=TapParameters(**params),
+        parameters=_parameters(job),
         results=results_of(job, base_url),
         error_summary=error_summary(job),
     )

@@ -1,0 +1,113 @@
+"""What an asynchronous TAP job does when it runs: the query, written to its result file.
+
+The same parameter checks as ``/sync`` apply (they run when the job starts,
+so a job with a bad parameter ends in ERROR with the message, as UWS
+expects); the result is encoded by the same writers, into a file instead of
+a response.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from qcat.czar.engine import QueryEngine
+from qcat.errors import QcatError
+from services.querylog import QueryLog, QueryLogEntry
+from services.settings import ServiceSettings
+from services.tap.errors import error_message, error_status
+from services.tap.formats import ResultInfo, write_result
+from services.tap.params import SyncQuery, sync_query
+from services.tap.uws.jobs import Job
+from services.tap.uws.runner import Execute, JobOutcome
+
+ENDPOINT = "tap/async"
+
+
+class JobFailed(QcatError):
+    """A job's query failed; the message is what the client reads in the error summary."""
+
+
+def job_executor(engine: QueryEngine, settings: ServiceSettings, log: QueryLog) -> Execute:
+    """The ``execute`` callable of the service's job runner."""
+
+    def execute(job: Job, path: Path) -> JobOutcome:
+        return _execute(engine, settings, log, job, path)
+
+    return execute
+
+
+def _execute(
+    engine: QueryEngine, settings: ServiceSettings, log: QueryLog, job: Job, path: Path
+) -> JobOutcome:
+    t0 = time.monotonic()
+    params = {name.upper(): value for name, value in job.parameters.items()}
+    outcome: JobOutcome | None = None
+    status, error = 200, None
+    request = None
+    try:
+        request = sync_query(params, settings)
+        outcome = _write_result(engine, request, job.job_id, path)
+        return outcome
+    except Exception as e:
+        status, error = error_status(e), error_message(e, params.get("QUERY"))
+        raise JobFailed(error) from None
+    finally:
+        log.record(
+            QueryLogEntry(
+                time=datetime.now(UTC).isoformat(timespec="milliseconds"),
+                query_id=job.job_id,
+                client=job.owner or "unknown",
+                endpoint=ENDPOINT,
+                lang=request.lang if request else params.get("LANG"),
+                format=request.format.name if request else params.get("RESPONSEFORMAT"),
+                maxrec=request.maxrec if request else None,
+                query=params.get("QUERY"),
+                status=status,
+                outcome=_outcome(outcome, error),
+                rows=outcome.rows if outcome else None,
+                duration_s=round(time.monotonic() - t0, 6),
+                error=error,
+            )
+        )
+
+
+def _write_result(engine: QueryEngine, request: SyncQuery, job_id: str, path: Path) -> JobOutcome:
+    result = engine.execute(request.query, query_id=job_id)
+    counter = _RowCounter()
+    try:
+        reader = pa.RecordBatchReader.from_batches(
+            result.reader.schema, counter.count(result.reader)
+        )
+        info = ResultInfo(query=request.query, query_id=job_id)
+        with path.open("wb") as out:
+            for piece in write_result(
+                request.format, reader, result.columns, maxrec=request.maxrec, info=info
+            ):
+                out.write(piece)
+    finally:
+        result.close()
+    overflow = counter.rows > request.maxrec or request.maxrec == 0
+    return JobOutcome(request.format.mime_type, min(counter.rows, request.maxrec), overflow)
+
+
+def _outcome(outcome: JobOutcome | None, error: str | None) -> str:
+    if error is not None or outcome is None:
+        return "failed"
+    return "overflow" if outcome.overflow else "completed"
+
+
+class _RowCounter:
+    """Counts the rows that pass through a stream of batches."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def count(self, batches: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            self.rows += batch.num_rows
+            yield batch
