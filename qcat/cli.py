@@ -113,8 +113,14 @@ def ingest(
     """
     from partition.ingest import IngestOptions, ingest_table
     from qcat.errors import ConfigError
+    from qcat.tap_schema import TAP_SCHEMA, refresh_tap_schema
 
     data_dir = resolve_data_dir(data)
+    if table.split(".")[0].strip('"').upper() == TAP_SCHEMA:
+        raise ConfigError(
+            f"--table {table}: the {TAP_SCHEMA} tables are generated from the other tables' "
+            "metadata and cannot be ingested"
+        )
     options = IngestOptions(
         threshold=threshold,
         highest_order=highest_order,
@@ -146,6 +152,8 @@ def ingest(
         for note in spec.notes:
             click.echo(f"inferred: {note}", err=True)
         result = ingest_table(data_dir, spec, list(files), options)
+    # A running service sees the new table in TAP_SCHEMA at its next query.
+    refresh_tap_schema(data_dir)
     for path in result.skipped_inputs:
         click.echo(f"skipped (already ingested): {path}", err=True)
     for note in result.notes:

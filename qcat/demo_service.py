@@ -10,6 +10,7 @@ from qcat.demo.generator import schema_path, write_demo_files
 from qcat.metadata.store import MetadataStore
 from qcat.progress import progress
 from qcat.schema import load_felis
+from qcat.tap_schema import refresh_tap_schema
 
 
 def run_demo(
@@ -30,6 +31,7 @@ def run_demo(
     options = IngestOptions(threshold=threshold, show_progress=show_progress)
     for name, pattern in (("demo.Object", "Object-*.parquet"), ("demo.Source", "Source-*.parquet")):
         ingest_table(data_dir, tables[name], sorted(inputs.glob(pattern)), options)
+    refresh_tap_schema(data_dir)
     store = MetadataStore.for_data_dir(data_dir)
     try:
         out = sys.stdout

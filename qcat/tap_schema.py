@@ -207,7 +207,8 @@ def describe_table(
         ColumnInfo(
             name=adql_name(c.name),
             type=votable_type(c),
-            size=c.length if c.datatype in _VARIABLE or c.datatype == "char" else None,
+            # TAP 1.1: "size" (deprecated) repeats a numeric arraysize, so a scalar has none.
+            size=_size(c, votable_type(c)),
             description=c.description,
             unit=c.unit or None,
             ucd=c.ucd or None,
@@ -549,3 +550,12 @@ def _publish(
             store.fail_ingest(ingest_id, message or type(e).__name__)
             store.mark_cleaned(ingest_id)
         raise
+
+
+def _size(column: ColumnSpec, votable: VOTableType) -> int | None:
+    """TAP_SCHEMA ``size``: the length of an array column, NULL for scalars."""
+    if votable.arraysize is None:
+        return None
+    if column.datatype in _VARIABLE or column.datatype == "char":
+        return column.length
+    return None

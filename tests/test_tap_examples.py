@@ -61,7 +61,7 @@ def test_the_document_is_xhtml_with_dali_rdfa(served: tuple[Path, QueryEngine]) 
         examples = catalog_examples(store, data)
     root = ET.fromstring(examples_document(examples))
     body = root.find(f"{XHTML}body")
-    assert body is not None and body.get("vocab") == "ivo://ivoa.net/std/DALI-examples"
+    assert body is not None and body.get("vocab") == "ivo://ivoa.net/std/DALI#examples"
     found = body.findall(f"{XHTML}div[@typeof='example']")
     assert [d.get("id") for d in found] == [e.id for e in examples]
     for div, example in zip(found, examples, strict=True):

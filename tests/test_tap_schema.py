@@ -42,7 +42,7 @@ from qcat.tap_schema import (
 from qcat.worker.pool import LocalWorkers
 from services.tap import vosi_tables
 from services.tap.vosi_tables import InvalidDetail, UnknownTable, table_xml, tableset_xml
-from tests.conftest import DemoTables, make_demo
+from tests.conftest import DemoTables, make_demo, qcat_cli
 
 OPTIONS = IngestOptions(show_progress=False, threshold=150)
 TAP_TABLES = ["schemas", "tables", "columns", "keys", "key_columns"]
@@ -183,7 +183,7 @@ def test_columns_rows_match_the_felis_metadata(catalog: Catalog) -> None:
         ("demo.Source", "objectId"),
     }
     band = next(r for r in columns if r["column_name"] == "band")
-    assert band["size"] == 1  # char of length 1: a single character, no arraysize
+    assert band["size"] is None  # char of length 1: a single character, no arraysize
 
 
 def test_tap_schema_describes_itself(catalog: Catalog) -> None:
@@ -278,7 +278,7 @@ def test_adql_reads_the_published_tap_schema(catalog: Catalog) -> None:
         'SELECT column_name, datatype, "size" FROM tap_schema.columns '
         "WHERE table_name = 'demo.Source' AND column_name = 'band'",
     )
-    assert got == [{"column_name": "band", "datatype": "char", "size": 1}]
+    assert got == [{"column_name": "band", "datatype": "char", "size": None}]
     joined = query(
         catalog,
         "SELECT k.from_table, c.from_column, c.target_column FROM TAP_SCHEMA.keys AS k "
@@ -489,3 +489,17 @@ def test_unknown_table_suggests_close_names(catalog: Catalog) -> None:
     with pytest.raises(UnknownTable) as nothing:
         table_xml(snapshot(catalog), "zzz.qqq")
     assert nothing.value.suggestions == []
+
+
+def test_qcat_ingest_refreshes_tap_schema_and_refuses_to_overwrite_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    filters = write_filters(tmp_path / "filters.parquet")
+    qcat_cli("ingest", "--data", data, "--table", "survey.Filter", filters, "--quiet")
+    published = CatalogSnapshot.for_data_dir(data).table("TAP_SCHEMA.tables").plain_path
+    assert published is not None
+    assert "survey.Filter" in pq.read_table(data / published).column("table_name").to_pylist()
+    refused = qcat_cli(
+        "ingest", "--data", data, "--table", "tap_schema.tables", filters, check=False
+    )
+    assert refused.returncode != 0
+    assert "TAP_SCHEMA tables are generated" in refused.stderr

@@ -84,14 +84,14 @@ def _director_examples(
 ) -> list[Example]:
     table, ra_col, dec_col = spec.qualified_name, spec.ra_column, spec.dec_column
     slug = spec.name.lower()
-    point = f"POINT({ra_col}, {dec_col})"
-    circle = f"CIRCLE({ra:.6f}, {dec:.6f}, {CONE_RADIUS_DEG})"
+    point = f"POINT('ICRS', {ra_col}, {dec_col})"
+    circle = f"CIRCLE('ICRS', {ra:.6f}, {dec:.6f}, {CONE_RADIUS_DEG})"
     out = [
         Example(
             f"{slug}-cone",
             f"Cone search in {table}",
             f"Rows of {table} within {CONE_RADIUS_DEG} degrees of a position, nearest first.",
-            f"SELECT t.*, DISTANCE({point}, POINT({ra:.6f}, {dec:.6f})) AS dist\n"
+            f"SELECT t.*, DISTANCE({point}, POINT('ICRS', {ra:.6f}, {dec:.6f})) AS dist\n"
             f"FROM {table} AS t\nWHERE 1 = CONTAINS({point}, {circle})\nORDER BY dist",
             (table,),
         )
@@ -127,10 +127,10 @@ def _director_examples(
                     f"{child.qualified_name} counts per {table} row in a cone",
                     f"A join of {table} with its child table {child.qualified_name}, "
                     "counted per row, the busiest first.",
-                    f"SELECT TOP 10 o.{key}, COUNT(*) AS n\n"
+                    f"SELECT TOP 10 o.{key} AS object_key, COUNT(*) AS n\n"
                     f"FROM {table} AS o JOIN {child.qualified_name} AS s ON s.{fk} = o.{key}\n"
-                    f"WHERE 1 = CONTAINS(POINT(o.{ra_col}, o.{dec_col}), {circle})\n"
-                    f"GROUP BY o.{key}\nORDER BY n DESC, o.{key}",
+                    f"WHERE 1 = CONTAINS(POINT('ICRS', o.{ra_col}, o.{dec_col}), {circle})\n"
+                    f"GROUP BY o.{key}\nORDER BY n DESC, object_key",
                     (table, child.qualified_name),
                 )
             )
@@ -141,12 +141,13 @@ def _director_examples(
                 f"Close pairs in {table}",
                 f"Pairs of {table} rows closer than {NEIGHBOUR_ARCSEC:g} arcseconds in a cone.",
                 f"SELECT a.{key}, b.{key} AS neighbour,\n"
-                f"  DISTANCE(POINT(a.{ra_col}, a.{dec_col}), POINT(b.{ra_col}, b.{dec_col}))"
+                f"  DISTANCE(POINT('ICRS', a.{ra_col}, a.{dec_col}), "
+                f"POINT('ICRS', b.{ra_col}, b.{dec_col}))"
                 f" * 3600 AS sep_arcsec\n"
                 f"FROM {table} AS a JOIN {table} AS b\n"
-                f"  ON 1 = CONTAINS(POINT(b.{ra_col}, b.{dec_col}), "
-                f"CIRCLE(a.{ra_col}, a.{dec_col}, {radius:.8f}))\n"
-                f"WHERE 1 = CONTAINS(POINT(a.{ra_col}, a.{dec_col}), {circle})\n"
+                f"  ON 1 = CONTAINS(POINT('ICRS', b.{ra_col}, b.{dec_col}), "
+                f"CIRCLE('ICRS', a.{ra_col}, a.{dec_col}, {radius:.8f}))\n"
+                f"WHERE 1 = CONTAINS(POINT('ICRS', a.{ra_col}, a.{dec_col}), {circle})\n"
                 f"  AND a.{key} <> b.{key}",
                 (table,),
             )
@@ -163,7 +164,7 @@ def _director_examples(
                 f"Histogram of {mags[0]} over all of {table}",
                 "A full-table aggregate: every partition is scanned in parallel on the workers.",
                 f"SELECT FLOOR({mags[0]}) AS bin, COUNT(*) AS n\nFROM {table}\n"
-                f"WHERE {mags[0]} IS NOT NULL\nGROUP BY FLOOR({mags[0]})\nORDER BY bin",
+                f"WHERE {mags[0]} IS NOT NULL\nGROUP BY bin\nORDER BY bin",
                 (table,),
             )
         )
@@ -176,7 +177,7 @@ def examples_document(examples: list[Example], *, title: str = "qcat TAP example
         '<?xml version="1.0" encoding="UTF-8"?>\n',
         '<html xmlns="http://www.w3.org/1999/xhtml" lang="en">\n',
         f"<head><title>{escape(title)}</title></head>\n",
-        '<body vocab="ivo://ivoa.net/std/DALI-examples">\n',
+        '<body vocab="ivo://ivoa.net/std/DALI#examples">\n',
         f"<h1>{escape(title)}</h1>\n",
     ]
     for ex in examples:
