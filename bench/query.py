@@ -115,6 +115,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--memory-limit", default="4GB")
+    ap.add_argument("--threads", type=int, default=0, help="DuckDB threads per worker (0: cores)")
     ap.add_argument("--only", default="", help="run only the questions whose label contains this")
     args = ap.parse_args()
 
@@ -145,6 +146,7 @@ def main() -> None:
         args.data,
         args.workers,
         memory_limit=args.memory_limit,
+        threads_per_worker=args.threads,
         setup_sql_module=WORKER_SETUP_MODULE,
     ) as pool:
         engine = QueryEngine(args.data, pool.locations)

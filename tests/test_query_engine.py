@@ -8,15 +8,12 @@ for relational questions, numpy/astropy for the geometry.
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import astropy.units as u
-import duckdb
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord, search_around_sky
@@ -28,58 +25,15 @@ from qcat.czar.dispatch import QueryFailed
 from qcat.czar.engine import WORKER_SETUP_MODULE, QueryEngine
 from qcat.czar.errors import QueryError, ResolveError
 from qcat.worker.pool import LocalWorkers
-from tests.conftest import DemoTables, ingest_demo_table, make_demo
+from tests.conftest import ingest_demo_table, make_demo
+from tests.engine_support import Catalog, assert_rows_close, open_catalog, raw, run
 from tests.formats import write_as
-
-THRESHOLD = 300
-
-
-@dataclass
-class Catalog:
-    demo: DemoTables
-    raw: duckdb.DuckDBPyConnection
-    engine: QueryEngine
-    data: Path
 
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
-    demo = make_demo(4000, seed=11)
-    root = tmp_path_factory.mktemp("engine")
-    objects = write_as(demo.objects, root / "objects.parquet", "parquet")
-    sources = write_as(demo.sources, root / "sources.parquet", "parquet")
-    data = root / "data"
-    for table, path in (("demo.Object", objects), ("demo.Source", sources)):
-        ingest_demo_table(data, demo, table, path, THRESHOLD)
-    raw = duckdb.connect()
-    raw.execute(f"CREATE VIEW object AS SELECT * FROM read_parquet('{objects}')")
-    raw.execute(f"CREATE VIEW source AS SELECT * FROM read_parquet('{sources}')")
-    with LocalWorkers(data, 2, memory_limit="512MB", setup_sql_module=WORKER_SETUP_MODULE) as w:
-        engine = QueryEngine(data, w.locations, timeout_s=120)
-        try:
-            yield Catalog(demo, raw, engine, data)
-        finally:
-            engine.close()
-
-
-def run(catalog: Catalog, adql: str) -> list[tuple[object, ...]]:
-    table = catalog.engine.execute(adql).read_all()
-    return list(zip(*(c.to_pylist() for c in table.columns), strict=True))
-
-
-def raw(catalog: Catalog, sql: str) -> list[tuple[object, ...]]:
-    return [tuple(r) for r in catalog.raw.sql(sql).fetchall()]
-
-
-def assert_rows_close(got: list[tuple[object, ...]], want: list[tuple[object, ...]]) -> None:
-    assert len(got) == len(want), (got[:5], want[:5])
-    for g, w in zip(got, want, strict=True):
-        assert len(g) == len(w)
-        for a, b in zip(g, w, strict=True):
-            if isinstance(b, float) and b is not None and a is not None:
-                assert math.isclose(float(a), b, rel_tol=1e-9, abs_tol=1e-12), (a, b, g, w)
-            else:
-                assert a == b, (a, b, g, w)
+    with open_catalog(tmp_path_factory.mktemp("engine")) as opened:
+        yield opened
 
 
 # -- relational questions ---------------------------------------------------------------

@@ -12,6 +12,12 @@ Two kinds of facts prune the chunks a query reads:
 
 Only conditions that every answer row must satisfy are used: the AND-ed
 terms of a WHERE clause (and of an inner join's ON).
+
+:func:`row_filter` turns the spatial facts into cheap conditions added to a
+chunk query ahead of the exact test: a ``_healpix_29`` range (Parquet row
+groups outside it are skipped) and, for circles, a declination band (a plain
+column comparison DuckDB applies inside the scan, so the exact spherical test
+only runs on rows near the region).
 """
 
 from __future__ import annotations
@@ -33,10 +39,21 @@ from qcat.czar.adql.expressions import (
 from qcat.czar.catalog import TableSnapshot
 from qcat.czar.constants import Region, constant_number, constant_region, geometry
 from qcat.geometry import Circle, region_ranges
-from qcat.geometry.coverage import merge_ranges
+from qcat.geometry.coverage import limit_ranges, merge_ranges
 
 #: Order-29 ranges describing a region for chunk selection.
 COVERAGE_RANGES = 256
+#: Cells refined per HEALPix order while covering a region: enough to follow a
+#: region of a few degrees to order 10-11 (chunks are order 10 at most by
+#: default), a quarter of the geometry default, since planning pays it per query.
+COVERAGE_BUDGET = 1024
+#: ``_healpix_29`` ranges in a chunk query's row filter. Few: every range costs
+#: DuckDB planning and a comparison per row, and the exact test follows anyway;
+#: more than one keeps disjoint regions (an OR of cones) from one huge envelope
+#: (measurements in ``docs/query-engine.md``).
+ROW_RANGES = 4
+#: Widening of a declination band (degrees), far above the rounding of the exact test.
+DEC_SLACK = 1e-7
 
 
 @dataclass(frozen=True)
@@ -52,8 +69,79 @@ class TableConstraints:
         if self.regions is None:
             return None
         return merge_ranges(
-            np.concatenate([region_ranges(r, COVERAGE_RANGES) for r in self.regions])
+            np.concatenate(
+                [region_ranges(r, COVERAGE_RANGES, budget=COVERAGE_BUDGET) for r in self.regions]
+            )
         )
+
+
+def row_filter(
+    alias: str, constraints: TableConstraints, dec_column: str | None, healpix_column: str
+) -> list[exp.Expression]:
+    """Cheap conditions every row of ``alias`` in its regions meets (none without regions).
+
+    ``dec_column`` is the table's declination column and ``healpix_column``
+    its order-29 index column. The exact test stays in the query; these only
+    let DuckDB skip row groups and rows early.
+    """
+    ranges = constraints.ranges
+    if ranges is None:
+        return []
+    out = [healpix_condition(exp.column(healpix_column, table=alias), ranges)]
+    band = dec_band(constraints.regions or ())
+    if band is not None and dec_column:
+        lo, hi = band
+        out.append(
+            exp.Between(
+                this=exp.column(dec_column.lower(), table=alias),
+                low=_double(lo),
+                high=_double(hi),
+            )
+        )
+    return out
+
+
+def healpix_condition(column: exp.Column, ranges: np.ndarray) -> exp.Expression:
+    """``column`` in one of at most :data:`ROW_RANGES` ranges covering ``ranges`` (a tree).
+
+    Half-open ``[start, stop)`` rows become ``BETWEEN start AND stop - 1``;
+    no ranges give ``FALSE``.
+    """
+    r = limit_ranges(ranges, ROW_RANGES) if len(ranges) else ranges
+    if len(r) == 0:
+        return exp.false()
+    terms = [
+        exp.Between(
+            this=column.copy(),
+            low=exp.Literal.number(int(lo)),
+            high=exp.Literal.number(int(hi) - 1),
+        )
+        for lo, hi in r.tolist()
+    ]
+    if len(terms) == 1:
+        return terms[0]
+    return exp.Paren(this=exp.or_(*terms, copy=False))
+
+
+def dec_band(regions: tuple[Region, ...]) -> tuple[float, float] | None:
+    """Declinations every point of the circles ``regions`` lies between (None: not all circles,
+    or no band narrower than the sphere)."""
+    if not regions or not all(isinstance(r, Circle) for r in regions):
+        return None
+    lo = min(r.dec - r.radius for r in regions if isinstance(r, Circle)) - DEC_SLACK
+    hi = max(r.dec + r.radius for r in regions if isinstance(r, Circle)) + DEC_SLACK
+    if lo <= -90.0 and hi >= 90.0:
+        return None
+    return max(lo, -90.0), min(hi, 90.0)
+
+
+def _double(value: float) -> exp.Expression:
+    """A DOUBLE literal (``1.5e0``; DuckDB reads ``1.5`` as a DECIMAL)."""
+    from qcat.geometry.sql import literal
+
+    # sqlglot turns a negative number literal into Neg(float text), dropping the exponent.
+    magnitude = exp.Literal.number(literal(abs(value)))
+    return exp.Neg(this=magnitude) if value < 0 else magnitude
 
 
 def conjuncts(condition: exp.Expression | None) -> Iterator[exp.Expression]:

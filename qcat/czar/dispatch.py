@@ -1,8 +1,9 @@
 """Send chunk tasks to workers and gather their Arrow streams into one.
 
 A query's tasks run concurrently, a bounded number at a time, and their
-record batches are handed to the merge stage through a bounded queue, so
-the czar holds a few batches per running task, never a whole result. The
+record batches are handed to the merge stage (or straight to the result)
+through a bounded queue, so the czar holds a few batches per running task,
+never a whole result. The
 first failure of any task stops the query on every worker and is raised to
 the caller: a result is complete or it is an error, never silently partial.
 """
@@ -74,88 +75,154 @@ class Dispatcher:
             client.close()
 
     def run(
-        self, query_id: str, assignments: Sequence[Assignment], schema: pa.Schema
+        self, query_id: str, assignments: Sequence[Assignment], schema: pa.Schema | None = None
     ) -> pa.RecordBatchReader:
-        """Run ``assignments`` and stream all their batches as one reader of ``schema``.
+        """Run ``assignments`` and stream all their batches as one reader.
 
+        The reader's schema is ``schema``, or else the schema of the first
+        task stream to start (a worker sends it ahead of the rows);
+        ``schema`` is required when there are no assignments.
         Batches arrive in no particular order. Reading the returned reader to
         its end (or closing it) finishes the query; an error in any task
-        cancels the others and is raised from the reader.
+        cancels the others and is raised from the reader (or from here, when
+        it happens before the first stream starts).
         """
-        return pa.RecordBatchReader.from_batches(
-            schema, self._gather(query_id, list(assignments), schema)
-        )
+        gathering = Gathering(self, query_id, list(assignments))
+        try:
+            if schema is None:
+                schema = gathering.first_schema()
+        except BaseException:
+            gathering.close()
+            raise
+        return pa.RecordBatchReader.from_batches(schema, gathering.batches(schema))
 
-    def _gather(
-        self, query_id: str, assignments: list[Assignment], schema: pa.Schema
-    ) -> Iterator[pa.RecordBatch]:
-        if not assignments:
-            return
-        limit = max(1, self.tasks_per_worker * len(self._clients))
-        out: queue.Queue[object] = queue.Queue(maxsize=2 * limit)
-        pending: queue.Queue[Assignment] = queue.Queue()
+    def start(self, query_id: str, assignments: Sequence[Assignment]) -> Gathering:
+        """Start ``assignments`` now; the caller reads (and closes) the gathering."""
+        return Gathering(self, query_id, list(assignments))
+
+    def _record(self, query_id: str, error: BaseException) -> QueryFailed:
+        failure = _failure(error)
+        self._failures[query_id] = failure
+        return failure
+
+
+class _Schema:
+    """A task stream started with this schema (queued ahead of its batches)."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+
+
+class Gathering:
+    """The running tasks of one chunk query and the queue their batches arrive on.
+
+    Tasks start at construction, a bounded number at a time. Read the
+    batches with :meth:`batches`; :meth:`close` (also called when the
+    batches end, fail or are abandoned) stops the tasks still running and,
+    unless every task finished, cancels the query on every worker.
+    """
+
+    def __init__(
+        self, dispatcher: Dispatcher, query_id: str, assignments: list[Assignment]
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._query_id = query_id
+        limit = max(1, dispatcher.tasks_per_worker * len(dispatcher.locations))
+        self._out: queue.Queue[object] = queue.Queue(maxsize=2 * limit + 1)
+        self._pending: queue.Queue[Assignment] = queue.Queue()
         for a in assignments:
-            pending.put(a)
-        stop = threading.Event()
-
-        def put(item: object) -> bool:
-            while not stop.is_set():
-                try:
-                    out.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def runner() -> None:
-            while not stop.is_set():
-                try:
-                    a = pending.get_nowait()
-                except queue.Empty:
-                    break
-                try:
-                    reader = self._clients[a.worker].run(a.task)
-                    for batch in reader:
-                        if not put(_conform(batch, schema)):
-                            return
-                except BaseException as e:  # handed to the consumer thread
-                    put(e)
-                    return
-            put(_DONE)
-
-        threads = [
-            threading.Thread(target=runner, name=f"qcat-dispatch-{i}", daemon=True)
+            self._pending.put(a)
+        self._stop = threading.Event()
+        self._finished = False
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._runner, name=f"qcat-dispatch-{i}", daemon=True)
             for i in range(min(limit, len(assignments)))
         ]
-        for t in threads:
+        self._running = len(self._threads)
+        for t in self._threads:
             t.start()
-        running = len(threads)
-        finished = False
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _runner(self) -> None:
+        clients = self._dispatcher._clients
+        while not self._stop.is_set():
+            try:
+                a = self._pending.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                reader = clients[a.worker].run(a.task)
+                if not self._put(_Schema(reader.schema)):
+                    return
+                for batch in reader:
+                    if not self._put(batch):
+                        return
+            except BaseException as e:  # handed to the consumer thread
+                self._put(e)
+                return
+        self._put(_DONE)
+
+    def _next(self) -> object:
+        """The next queued item; a task failure is recorded and raised as :class:`QueryFailed`."""
+        item = self._out.get()
+        if isinstance(item, BaseException):
+            raise self._dispatcher._record(self._query_id, item) from item
+        return item
+
+    def first_schema(self) -> pa.Schema:
+        """The schema of the first task stream to start.
+
+        Every task queues its schema ahead of its batches, so no batch is
+        passed over while waiting for it.
+        """
+        while self._running:
+            item = self._next()
+            if item is _DONE:
+                self._running -= 1
+            elif isinstance(item, _Schema):
+                return item.schema
+        raise QcatError("no task stream started, so its schema is unknown")
+
+    def batches(self, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """Every batch of every task, given ``schema``; ends when all tasks ended."""
         try:
-            while running:
-                item = out.get()
+            while self._running:
+                item = self._next()
                 if item is _DONE:
-                    running -= 1
-                elif isinstance(item, BaseException):
-                    failure = _failure(item)
-                    self._failures[query_id] = failure
-                    raise failure from item
-                else:
-                    assert isinstance(item, pa.RecordBatch)
-                    yield item
-            finished = True
+                    self._running -= 1
+                elif isinstance(item, pa.RecordBatch):
+                    yield _conform(item, schema)
+            self._finished = True
         finally:
-            stop.set()
-            if not finished:
-                self.cancel(query_id)
-            for t in threads:
-                t.join(timeout=5)
+            self.close()
+
+    def close(self) -> None:
+        """Stop the tasks; cancel the query on the workers unless all tasks finished."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if not self._finished:
+            self._dispatcher.cancel(self._query_id)
+        for t in self._threads:
+            t.join(timeout=5)
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """Give a chunk's batch the query's schema (chunks may differ in nullability only)."""
+    """Give a task's batch the query's schema (names, nullability; types cast if they differ)."""
     if batch.schema.equals(schema):
         return batch
+    if batch.schema.types == schema.types:
+        return pa.RecordBatch.from_arrays(batch.columns, schema=schema)
     return pa.RecordBatch.from_arrays(
         [c.cast(f.type) for c, f in zip(batch.columns, schema, strict=True)], schema=schema
     )

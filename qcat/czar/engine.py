@@ -1,10 +1,12 @@
 """The czar: run an ADQL query end to end over the workers.
 
-``parse -> resolve -> plan -> dispatch -> merge``. Each query gets its own
-DuckDB connection at the czar (its gathered tables and registered streams
-are private to it) and a query id the workers know it by, so it can be
-cancelled everywhere at once. The result is a stream: the merge query reads
-the chunk results as the workers produce them.
+``parse -> resolve -> plan -> dispatch -> merge``. Each query that needs a
+merge gets its own DuckDB cursor at the czar (its gathered tables and
+registered streams are private to it); a query whose merge only renames
+columns skips it and streams the workers' batches straight out. Every query
+has an id the workers know it by, so it can be cancelled everywhere at once.
+The result is a stream: rows are passed on as the workers produce them. See
+"Fast paths" in ``docs/query-engine.md``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +25,9 @@ import pyarrow as pa
 from partition.hats_writer import HEALPIX_COLUMN
 from qcat.czar.adql import parse_adql
 from qcat.czar.catalog import CatalogSnapshot, TableSnapshot
-from qcat.czar.dispatch import Assignment, Dispatcher
+from qcat.czar.dispatch import Assignment, Dispatcher, QueryFailed
 from qcat.czar.errors import QueryError
-from qcat.czar.plan import ChunkQuery, QueryPlan, plan
+from qcat.czar.plan import ChunkQuery, QueryPlan, Task, plan
 from qcat.czar.resolve import OutputColumn, ResolvedQuery, resolve
 from qcat.geometry import SETUP_SQL
 from qcat.metadata.store import MetadataStore
@@ -43,7 +45,7 @@ class QueryResult:
     columns: tuple[OutputColumn, ...]
     reader: pa.RecordBatchReader
     plan: QueryPlan
-    _cursor: duckdb.DuckDBPyConnection
+    _release: Callable[[], None]
 
     def read_all(self) -> pa.Table:
         """The whole result as one table (small results only)."""
@@ -53,8 +55,8 @@ class QueryResult:
             self.close()
 
     def close(self) -> None:
-        """Release the query's resources at the czar."""
-        self._cursor.close()
+        """Release the query's resources at the czar (tasks still running are stopped)."""
+        self._release()
 
 
 class QueryEngine:
@@ -68,10 +70,14 @@ class QueryEngine:
         timeout_s: float = 600.0,
         memory_limit: str = "2GB",
         batch_rows: int = 65_536,
+        fast_paths: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.timeout_s = timeout_s
         self.batch_rows = batch_rows
+        #: False: every query is split and merged at the czar, one task per chunk
+        #: (the plain path, kept to check the fast ones against it).
+        self.fast_paths = fast_paths
         self.dispatcher = Dispatcher(locations)
         self._temp = tempfile.TemporaryDirectory(prefix="qcat-czar-")
         self._db = duckdb.connect(
@@ -87,6 +93,7 @@ class QueryEngine:
         self._lock = threading.Lock()
         self._store = MetadataStore.for_data_dir(self.data_dir)
         self._snapshot: tuple[tuple[tuple[str, int | None], ...], CatalogSnapshot] | None = None
+        self._merges: dict[str, _Merge] = {}  # by query id, while the czar merges
 
     def close(self) -> None:
         """Close the worker connections and the czar's database."""
@@ -111,21 +118,27 @@ class QueryEngine:
 
     def explain(self, adql: str) -> QueryPlan:
         """The plan of ``adql`` (nothing runs)."""
-        return plan(self.resolve(adql), self.data_dir)
+        return plan(self.resolve(adql), self.data_dir, whole_query=self.fast_paths)
 
     def execute(self, adql: str, *, query_id: str | None = None) -> QueryResult:
         """Start ``adql``; the result streams as it is read."""
         resolved = self.resolve(adql)
-        query_plan = plan(resolved, self.data_dir)
+        query_plan = plan(resolved, self.data_dir, whole_query=self.fast_paths)
         query_id = query_id or uuid.uuid4().hex
         deadline = time.time() + self.timeout_s
+        names = [c.name for c in resolved.columns]
+        if self.fast_paths and query_plan.passthrough and query_plan.chunk_queries[0].tasks:
+            return self._stream_through(query_id, resolved, query_plan, names, deadline)
         with self._lock:
             cursor = self._db.cursor()
+            merge = self._merges[query_id] = _Merge(cursor)
         try:
             for chunk_query in query_plan.chunk_queries:
                 try:
                     self._run_chunk_query(cursor, query_id, chunk_query, deadline)
                 except (duckdb.Error, pa.ArrowException, OSError) as e:
+                    if merge.cancelled:
+                        raise _cancelled(query_id) from None
                     failure = self.dispatcher.failure(query_id)
                     raise failure or QueryError(f"the query failed: {_first_line(e)}") from None
             try:
@@ -134,23 +147,76 @@ class QueryEngine:
                 raise QueryError(f"cannot evaluate the query: {_first_line(e)}") from None
         except BaseException:
             self.dispatcher.cancel(query_id)
-            cursor.close()
+            self._end_merge(query_id, merge)
             raise
-        guarded = pa.RecordBatchReader.from_batches(reader.schema, self._guarded(query_id, reader))
-        return QueryResult(query_id, resolved.columns, guarded, query_plan, cursor)
+        guarded = pa.RecordBatchReader.from_batches(
+            reader.schema, self._guarded(query_id, merge, reader)
+        )
+        return QueryResult(
+            query_id,
+            resolved.columns,
+            guarded,
+            query_plan,
+            lambda: self._end_merge(query_id, merge),
+        )
 
-    def _guarded(self, query_id: str, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
-        """The merge's batches; a failed chunk task surfaces as its own clear error."""
+    def _end_merge(self, query_id: str, merge: _Merge) -> None:
+        with self._lock:
+            if self._merges.get(query_id) is merge:
+                del self._merges[query_id]
+        merge.cursor.close()
+
+    def _stream_through(
+        self,
+        query_id: str,
+        resolved: ResolvedQuery,
+        query_plan: QueryPlan,
+        names: list[str],
+        deadline: float,
+    ) -> QueryResult:
+        """A plan whose merge only renames columns: the workers' batches go straight out.
+
+        The schema comes from the first task stream (Flight sends it before
+        any row), renamed to the output names; the czar's DuckDB is not used.
+        """
+        (chunk_query,) = query_plan.chunk_queries
+        assignments = self._assignments(query_id, chunk_query, deadline)
+        gathering = self.dispatcher.start(query_id, assignments)
         try:
-            yield from reader
+            schema = _renamed(gathering.first_schema(), names)
+        except BaseException:
+            gathering.close()
+            raise
+        reader = pa.RecordBatchReader.from_batches(schema, gathering.batches(schema))
+        return QueryResult(query_id, resolved.columns, reader, query_plan, gathering.close)
+
+    def _guarded(
+        self, query_id: str, merge: _Merge, reader: pa.RecordBatchReader
+    ) -> Iterator[pa.RecordBatch]:
+        """The merge's batches; a failed chunk task or a cancel surfaces as its own clear error."""
+        try:
+            for batch in reader:
+                if merge.cancelled:
+                    break
+                yield batch
         except (duckdb.Error, pa.ArrowException, OSError) as e:
+            if merge.cancelled:
+                raise _cancelled(query_id) from None
             failure = self.dispatcher.failure(query_id)
             if failure is not None:
                 raise failure from None
             raise QueryError(f"the query failed: {_first_line(e)}") from None
+        if merge.cancelled:
+            raise _cancelled(query_id)
 
     def cancel(self, query_id: str) -> None:
-        """Stop a running query on every worker."""
+        """Stop a running query: its tasks on every worker and its merge at the czar."""
+        with self._lock:
+            merge = self._merges.get(query_id)
+            if merge is not None:
+                merge.cancelled = True
+        if merge is not None:
+            merge.cursor.interrupt()
         self.dispatcher.cancel(query_id)
 
     def _run_chunk_query(
@@ -160,20 +226,9 @@ class QueryEngine:
         chunk_query: ChunkQuery,
         deadline: float,
     ) -> None:
-        schema = self._result_schema(cursor, chunk_query)
-        assignments = [
-            Assignment(
-                self.dispatcher.worker_for(*task.key),
-                ChunkTask(
-                    query_id,
-                    f"{chunk_query.name}-{i}",
-                    chunk_query.sql,
-                    task.relations,
-                    deadline,
-                ),
-            )
-            for i, task in enumerate(chunk_query.tasks)
-        ]
+        assignments = self._assignments(query_id, chunk_query, deadline)
+        # With tasks, the schema comes from the first worker stream; without, from DuckDB.
+        schema = None if assignments else self._result_schema(cursor, chunk_query)
         reader = self.dispatcher.run(query_id, assignments, schema)
         if chunk_query.materialize:
             cursor.register(f"{chunk_query.name}_stream", reader)
@@ -183,6 +238,33 @@ class QueryEngine:
             cursor.unregister(f"{chunk_query.name}_stream")
         else:
             cursor.register(chunk_query.name, reader)
+
+    def _assignments(
+        self, query_id: str, chunk_query: ChunkQuery, deadline: float
+    ) -> list[Assignment]:
+        """The tasks of ``chunk_query``: one per worker when its SQL allows, else one per chunk.
+
+        A worker's chunks bound together are one Flight call and one DuckDB
+        query over all its files, which DuckDB spreads over its threads.
+        """
+        groups: dict[tuple[int, int], list[Task]] = {}
+        together = chunk_query.batchable and self.fast_paths
+        for i, task in enumerate(chunk_query.tasks):
+            worker = self.dispatcher.worker_for(*task.key)
+            groups.setdefault((worker, -1 if together else i), []).append(task)
+        return [
+            Assignment(
+                worker,
+                ChunkTask(
+                    query_id,
+                    f"{chunk_query.name}-{n}",
+                    chunk_query.sql,
+                    _bound_together(tasks),
+                    deadline,
+                ),
+            )
+            for n, ((worker, _), tasks) in enumerate(groups.items())
+        ]
 
     def _result_schema(
         self, cursor: duckdb.DuckDBPyConnection, chunk_query: ChunkQuery
@@ -197,6 +279,34 @@ class QueryEngine:
         finally:
             for name in chunk_query.inputs:
                 cursor.unregister(name)
+
+
+@dataclass
+class _Merge:
+    """The czar's cursor running one query's merge, and whether the query was cancelled."""
+
+    cursor: duckdb.DuckDBPyConnection
+    cancelled: bool = False
+
+
+def _cancelled(query_id: str) -> QueryFailed:
+    return QueryFailed(f"query {query_id} was cancelled; no result returned")
+
+
+def _bound_together(tasks: list[Task]) -> dict[str, list[str]]:
+    """The relations of ``tasks`` with their files joined (each file once, in order)."""
+    files: dict[str, dict[str, None]] = {}
+    for task in tasks:
+        for name, paths in task.relations.items():
+            files.setdefault(name, {}).update(dict.fromkeys(paths))
+    return {name: list(paths) for name, paths in files.items()}
+
+
+def _renamed(schema: pa.Schema, names: list[str]) -> pa.Schema:
+    """``schema`` with its fields renamed, in order, to ``names``."""
+    if len(schema) != len(names):
+        raise QueryError(f"a chunk result has {len(schema)} columns, the query {len(names)}")
+    return pa.schema([f.with_name(n) for f, n in zip(schema, names, strict=True)])
 
 
 def _empty(table: TableSnapshot) -> pa.Table:

@@ -15,13 +15,18 @@ Two shapes (see ``docs/query-engine.md``):
   pruning still apply), and the czar's DuckDB runs the whole query on them.
   Slower, but exact for every query.
 
-Both shapes prune chunks with :mod:`qcat.czar.constraints` and add the
-``_healpix_29`` ranges of a region to the per-chunk SQL so Parquet row
-groups outside it are skipped.
+Both shapes prune chunks with :mod:`qcat.czar.constraints` and add its row
+filter (a few ``_healpix_29`` ranges of a region, a declination band for
+circles) to the per-chunk SQL so Parquet row groups and rows outside the
+region are skipped before the exact test. A chunk-local query left with one
+task runs whole on it; a plan whose merge only renames columns is marked
+``passthrough`` so the engine streams the chunk results straight out.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -34,17 +39,14 @@ from partition.director_index import DirectorIndex
 from partition.hats_writer import HEALPIX_COLUMN
 from qcat.czar.catalog import Chunk, TableSnapshot
 from qcat.czar.constants import constant_number
-from qcat.czar.constraints import TableConstraints, conjuncts, constraints_for
+from qcat.czar.constraints import TableConstraints, conjuncts, constraints_for, row_filter
 from qcat.czar.errors import QueryError
 from qcat.czar.resolve import ResolvedQuery, qualified_name
-from qcat.czar.split import CHUNKS, split
+from qcat.czar.split import CHUNKS, NotSplittable, split
 from qcat.czar.translate import to_duckdb
-from qcat.geometry import Circle, contains_sql, healpix_ranges_sql
-from qcat.geometry.coverage import limit_ranges
+from qcat.geometry import Circle, contains_sql
 from qcat.geometry.sql import literal
 
-#: Ranges of ``_healpix_29`` added to a chunk query (more cost SQL size, not accuracy).
-ROW_RANGES = 32
 REF = "qcat_ref"
 
 
@@ -61,7 +63,10 @@ class ChunkQuery:
     """One SQL statement run on many chunks; the czar sees the union as ``name``.
 
     ``inputs`` give, for every relation of ``sql``, the table whose Arrow
-    schema it has (used to run ``sql`` on empty inputs for the result schema).
+    schema it has (used to run ``sql`` on empty inputs for the result schema
+    when there is no task to tell it). ``batchable``: ``sql`` gives the same
+    rows over the files of several tasks bound together as over each task
+    apart, so one worker may run all its tasks as one.
     """
 
     name: str
@@ -69,16 +74,23 @@ class ChunkQuery:
     inputs: dict[str, TableSnapshot]
     tasks: tuple[Task, ...]
     materialize: bool
+    batchable: bool = True
 
 
 @dataclass(frozen=True)
 class QueryPlan:
-    """Chunk queries, then a merge query over their results."""
+    """Chunk queries, then a merge query over their results.
+
+    ``passthrough``: the merge only renames the columns of the one chunk
+    query's result (positionally, to the output names), so its rows can
+    stream straight out without the czar's DuckDB.
+    """
 
     shape: str
     chunk_queries: tuple[ChunkQuery, ...]
     merge_sql: str
     notes: tuple[str, ...] = ()
+    passthrough: bool = False
 
 
 @dataclass
@@ -96,14 +108,23 @@ class _Ref:
         return f"r{self.index}"
 
 
-def plan(resolved: ResolvedQuery, data_dir: Path) -> QueryPlan:
-    """The plan of ``resolved``; ``data_dir`` holds the director indexes."""
-    tree = resolved.tree.copy()
+def plan(resolved: ResolvedQuery, data_dir: Path, *, whole_query: bool = True) -> QueryPlan:
+    """The plan of ``resolved``; ``data_dir`` holds the director indexes.
+
+    With ``whole_query``, a chunk-local query that needs one task only runs
+    whole on that task (no merge); without, it is split like any other. The
+    table nodes of ``resolved.tree`` are tagged (``meta``) with their
+    reference index; every SQL tree is built on a copy.
+    """
+    tree = resolved.tree
     refs = _table_refs(tree, resolved)
     shape = _chunk_local_shape(tree, refs)
     if shape is not None:
         assert isinstance(tree, exp.Select)  # only a single SELECT is chunk-local
-        return _chunk_local(tree, refs, shape, resolved, data_dir)
+        try:
+            return _chunk_local(tree, refs, shape, resolved, data_dir, whole_query)
+        except NotSplittable:
+            pass  # e.g. DISTINCT aggregates over two values: gathered, exact and slower
     return _gather(tree, refs, resolved, data_dir)
 
 
@@ -275,7 +296,7 @@ def _chunks_of_keys(
     table = ref.table
     if table.key_index_path is None:
         return chunks
-    found = DirectorIndex(data_dir / table.key_index_path).lookup(keys)
+    found = _director_index(data_dir / table.key_index_path).lookup(keys)
     wanted = {(p.order, p.pixel) for p in found.values()}
     selected = [c for c in chunks if (c.order, c.pixel) in wanted]
     notes.append(
@@ -284,20 +305,31 @@ def _chunks_of_keys(
     return selected
 
 
-def _healpix_condition(ref: _Ref, constraints: TableConstraints) -> exp.Expression | None:
-    if constraints.ranges is None or ref.table.spec.kind != "director":
-        return None
-    ranges = limit_ranges(constraints.ranges, ROW_RANGES)
-    return _parse(healpix_ranges_sql(f"{ref.alias}.{HEALPIX_COLUMN}", ranges))
+def _director_index(path: Path) -> DirectorIndex:
+    """The director index at ``path``, its footer read once per file version."""
+    stat = path.stat()
+    return _open_index(str(path), stat.st_mtime_ns, stat.st_size)
 
 
-def _parse(sql: str) -> exp.Expression:
-    """A DuckDB condition built by qcat's own SQL writers, as a tree."""
-    return cast(exp.Expression, sqlglot.parse_one(sql, read="duckdb"))
+@functools.lru_cache(maxsize=32)
+def _open_index(path: str, mtime_ns: int, size: int) -> DirectorIndex:
+    # Reading the footer costs milliseconds; index files never change once written.
+    return DirectorIndex(Path(path))
+
+
+def _row_filter(ref: _Ref, constraints: TableConstraints) -> list[exp.Expression]:
+    if ref.table.spec.kind != "director":
+        return []
+    return row_filter(ref.alias, constraints, ref.table.spec.dec_column, HEALPIX_COLUMN)
 
 
 def _chunk_local(
-    tree: exp.Select, refs: list[_Ref], shape: _Shape, resolved: ResolvedQuery, data_dir: Path
+    tree: exp.Select,
+    refs: list[_Ref],
+    shape: _Shape,
+    resolved: ResolvedQuery,
+    data_dir: Path,
+    whole_query: bool,
 ) -> QueryPlan:
     notes: list[str] = [f"shape: chunk-local ({shape.kind})"]
     terms = _where_terms(tree)
@@ -311,6 +343,7 @@ def _chunk_local(
         if keys is not None and driver_constraints.keys is None:
             driver_constraints = TableConstraints(driver_constraints.regions, keys)
     chunks = _chunks(driver, driver_constraints, data_dir, notes)
+    tasks = _tasks(chunks, refs, shape)
 
     if shape.kind == "neighbours":
         assert shape.margin is not None
@@ -318,41 +351,84 @@ def _chunk_local(
         grown = _grown(constraints[driver.index], shape.radius)
         if grown is not None and constraints[near.index].regions is None:
             constraints[near.index] = TableConstraints(grown, constraints[near.index].keys)
-    extra = [c for r in refs if (c := _healpix_condition(r, constraints[r.index])) is not None]
+    extra = [c for r in refs for c in _row_filter(r, constraints[r.index])]
     if shape.kind == "neighbours":
         extra.extend(_neighbour_filters(driver, refs[shape.margin or 0], shape.radius, constraints))
-    units = _unit_of(resolved, refs)
-    translated = _translate(tree, units)
+    translated = _translate(tree, _unit_of(resolved, refs))
     assert isinstance(translated, exp.Select)
-    for condition in extra:
-        translated = translated.where(condition, copy=False)
-    for node in translated.find_all(exp.Table):
-        ref = refs[node.meta[REF]]
-        node.replace(exp.alias_(exp.to_table(ref.relation), ref.alias, table=True))
+    for node in list(translated.find_all(exp.Table)):
+        node.replace(_relation(refs[node.meta[REF]], shape))
     names = [c.name for c in resolved.columns]
-    parts = split(translated, names)
-
-    tasks = []
-    for chunk in chunks:
-        relations: dict[str, list[str]] = {}
-        complete = True
-        for ref in refs:
-            files = _files_for(ref, chunk, shape)
-            if files is None:
-                complete = False
-                break
-            relations[ref.relation] = files
-        if complete:
-            tasks.append(Task((chunk.order, chunk.pixel), relations))
+    # One task answers the whole query: it runs there as written, no merge needed.
+    whole = translated.copy() if whole_query and len(tasks) == 1 else None
+    parts = split(translated, names)  # also checks the query can be split, for any chunk count
+    chunk = parts.chunk if whole is None else cast(exp.Select, _rename_outputs(whole, names))
+    for condition in extra:
+        chunk = chunk.where(condition, copy=False)
+    # The trees are ours and used once: the generator need not copy them first.
+    merge_sql = (
+        parts.merge.sql("duckdb", copy=False) if whole is None else f"SELECT * FROM {CHUNKS}"
+    )
+    passthrough = whole is not None or parts.passthrough
     chunk_query = ChunkQuery(
         CHUNKS,
-        parts.chunk.sql("duckdb"),
+        chunk.sql("duckdb", copy=False),
         {ref.relation: ref.table for ref in refs},
         tuple(tasks),
         materialize=False,
+        batchable=shape.kind != "neighbours",
     )
     notes.append(f"{len(tasks)} chunk task(s)")
-    return QueryPlan("chunk-local", (chunk_query,), parts.merge.sql("duckdb"), tuple(notes))
+    if whole is not None:
+        notes.append("one task: it runs the whole query, its rows stream straight out")
+    elif passthrough:
+        notes.append("merge only renames columns: chunk rows stream straight out")
+    return QueryPlan(
+        "chunk-local", (chunk_query,), merge_sql, tuple(notes), passthrough=passthrough
+    )
+
+
+def _tasks(chunks: list[Chunk], refs: list[_Ref], shape: _Shape) -> list[Task]:
+    tasks = []
+    for chunk in chunks:
+        relations: dict[str, list[str]] = {}
+        for ref in refs:
+            files = _files_for(ref, chunk, shape)
+            if files is None:
+                break
+            relations[ref.relation] = files
+        else:
+            tasks.append(Task((chunk.order, chunk.pixel), relations))
+    return tasks
+
+
+#: Unit-vector columns a neighbour join adds to both sides (``qcat_x``, ...).
+_UNIT_COLUMNS = ("x", "y", "z")
+
+
+def _relation(ref: _Ref, shape: _Shape) -> exp.Expression:
+    """The FROM item of ``ref`` in a chunk query: its relation under the query's alias.
+
+    The two sides of a neighbour join also carry each row's unit vector, so
+    the pair test can start with a cheap chord-length comparison (see
+    :func:`_neighbour_filters`).
+    """
+    if shape.kind != "neighbours" or ref.index not in (shape.driver, shape.margin):
+        return exp.to_table(ref.relation, alias=ref.alias)
+    spec = ref.table.spec
+    position = [
+        exp.column((spec.ra_column or "").lower()),
+        exp.column((spec.dec_column or "").lower()),
+    ]
+    units = [
+        exp.Alias(
+            this=exp.Anonymous(this=f"qcat_unit_{k}", expressions=[p.copy() for p in position]),
+            alias=exp.to_identifier(f"qcat_{k}"),
+        )
+        for k in _UNIT_COLUMNS
+    ]
+    select = exp.Select(expressions=[exp.Star(), *units]).from_(ref.relation, copy=False)
+    return exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier(ref.alias)))
 
 
 def _grown(constraints: TableConstraints, radius: float) -> tuple[Circle, ...] | None:
@@ -365,25 +441,59 @@ def _grown(constraints: TableConstraints, radius: float) -> tuple[Circle, ...] |
     )
 
 
+#: Relative and absolute (chord length) slack of the neighbour pre-test, far above
+#: the rounding of unit vectors, so the pre-test never drops a pair the exact test keeps.
+CHORD_SLACK = (1e-9, 1e-15)
+
+
 def _neighbour_filters(
     driver: _Ref, near: _Ref, radius: float, constraints: dict[int, TableConstraints]
 ) -> list[exp.Expression]:
     """Conditions every matching pair meets, added so DuckDB joins by ranges, not all pairs.
 
     Two rows within ``radius`` differ in declination by at most ``radius``:
-    a band join DuckDB runs as a range join. The near side is also cut to the
-    driver's circles grown by the radius.
+    a band join DuckDB runs as a range (IE) join. Each candidate pair is then
+    tested on the chord between the unit vectors (a few multiplications)
+    before the exact distance. The near side is also cut to the driver's
+    circles grown by the radius.
     """
-    dec_a = f"{driver.alias}.{(driver.table.spec.dec_column or '').lower()}"
-    dec_b = f"{near.alias}.{(near.table.spec.dec_column or '').lower()}"
-    r = literal(radius)
-    out: list[exp.Expression] = [_parse(f"{dec_b} BETWEEN {dec_a} - {r} AND {dec_a} + {r}")]
+    dec_column = (driver.table.spec.dec_column or "").lower()
+    dec_a = exp.column(dec_column, table=driver.alias)
+    r = exp.Literal.number(literal(radius))
+    band = exp.Between(
+        this=exp.column((near.table.spec.dec_column or "").lower(), table=near.alias),
+        low=exp.Sub(this=dec_a, expression=r),
+        high=exp.Add(this=dec_a.copy(), expression=r.copy()),
+    )
+    relative, absolute = CHORD_SLACK
+    chord = 2.0 * math.sin(math.radians(min(radius, 180.0)) / 2.0) * (1.0 + relative) + absolute
+    squares = [
+        exp.Mul(this=exp.Paren(this=d), expression=exp.Paren(this=d.copy()))
+        for d in (
+            exp.Sub(
+                this=exp.column(f"qcat_{k}", table=driver.alias),
+                expression=exp.column(f"qcat_{k}", table=near.alias),
+            )
+            for k in _UNIT_COLUMNS
+        )
+    ]
+    near_enough = exp.LTE(
+        this=exp.Add(this=exp.Add(this=squares[0], expression=squares[1]), expression=squares[2]),
+        expression=exp.Literal.number(literal(chord * chord)),
+    )
+    out: list[exp.Expression] = [band, near_enough]
     grown = constraints[near.index].regions
     if grown is not None and near.table.spec.ra_column:
         ra_b = f"{near.alias}.{near.table.spec.ra_column.lower()}"
+        dec_b = f"{near.alias}.{(near.table.spec.dec_column or '').lower()}"
         tests = " OR ".join(contains_sql(ra_b, dec_b, g) for g in grown)
         out.append(_parse(f"({tests})"))
     return out
+
+
+def _parse(sql: str) -> exp.Expression:
+    """A DuckDB condition built by qcat's own SQL writers, as a tree."""
+    return cast(exp.Expression, sqlglot.parse_one(sql, read="duckdb"))
 
 
 def _files_for(ref: _Ref, chunk: Chunk, shape: _Shape) -> list[str] | None:
@@ -422,8 +532,7 @@ def _gather(
         )
         for t in terms:
             select = select.where(_translate(t.copy(), units), copy=False)
-        condition = _healpix_condition(ref, constraints)
-        if condition is not None:
+        for condition in _row_filter(ref, constraints):
             select = select.where(condition, copy=False)
         if ref.table.partitioned:
             tasks = tuple(Task((c.order, c.pixel), {ref.relation: [c.path]}) for c in chunks)
@@ -433,7 +542,7 @@ def _gather(
         queries.append(
             ChunkQuery(
                 f"g{ref.index}",
-                select.sql("duckdb"),
+                select.sql("duckdb", copy=False),
                 {ref.relation: ref.table},
                 tasks,
                 materialize=True,
@@ -447,7 +556,7 @@ def _gather(
             node.replace(exp.alias_(exp.to_table(f"g{ref.index}"), ref.alias, table=True))
     names = [c.name for c in resolved.columns]
     merge = _rename_outputs(merge, names)
-    return QueryPlan("gather", tuple(queries), merge.sql("duckdb"), tuple(notes))
+    return QueryPlan("gather", tuple(queries), merge.sql("duckdb", copy=False), tuple(notes))
 
 
 def _rename_outputs(tree: exp.Expression, names: list[str]) -> exp.Expression:
@@ -458,8 +567,9 @@ def _rename_outputs(tree: exp.Expression, names: list[str]) -> exp.Expression:
         query.set(
             "expressions",
             [
-                exp.alias_(
-                    p.this if isinstance(p, exp.Alias) else p, exp.to_identifier(n, quoted=True)
+                exp.Alias(
+                    this=p.this if isinstance(p, exp.Alias) else p,
+                    alias=exp.to_identifier(n, quoted=True),
                 )
                 for p, n in zip(query.expressions, names, strict=True)
             ],

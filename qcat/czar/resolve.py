@@ -9,7 +9,10 @@ sqlglot's ``qualify`` then gives every column its table alias, expands
 here to name the column and suggest close spellings.
 
 The result carries the output columns with their Felis metadata (unit, UCD,
-description), which the services put into VOTable FIELDs.
+description), which the services put into VOTable FIELDs. Output names follow
+ADQL's case rules too: an alias keeps the spelling it was written with, a
+column (also one reached through a derived table, a WITH query, ``*`` or the
+merged key of a USING or NATURAL join) the catalog's spelling.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ import difflib
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 from sqlglot import exp
 from sqlglot.errors import OptimizeError
 from sqlglot.optimizer.qualify import qualify
-from sqlglot.optimizer.scope import Scope, build_scope
+from sqlglot.optimizer.scope import Scope, build_scope, traverse_scope
 
+from partition.hats_writer import HEALPIX_COLUMN
+from partition.healpix import radec_to_healpix29
+from partition.layout import HEALPIX_ORDER
 from qcat.czar.catalog import CatalogSnapshot, TableSnapshot
 from qcat.czar.errors import ResolveError
 from qcat.schema import ColumnSpec
@@ -63,10 +70,8 @@ def resolve(tree: exp.Expression, catalog: CatalogSnapshot) -> ResolvedQuery:
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     tables = _bind_tables(tree, catalog, ctes)
     _check_delimited_columns(tree, tables)
-    explicit_alias = {
-        id(p) for p in _projections(tree) if isinstance(p, exp.Alias) and p.args.get("alias")
-    }
-    explicit_names = [id(p) in explicit_alias for p in _projections(tree)]
+    _remember_aliases(tree)
+    _name_expressions(tree)
     _fold_case(tree)
     schema: dict[str, object] = dict(_schema(tables))
     try:
@@ -80,7 +85,8 @@ def resolve(tree: exp.Expression, catalog: CatalogSnapshot) -> ResolvedQuery:
         )
     except OptimizeError as e:
         raise _resolve_error(str(e), tables) from None
-    columns = _output_columns(tree, tables, explicit_names)
+    _bind_column_functions(tree, tables)
+    columns = _output_columns(tree, tables)
     return ResolvedQuery(tree, tables, tuple(columns))
 
 
@@ -151,14 +157,44 @@ def _check_delimited_columns(tree: exp.Expression, tables: dict[str, TableSnapsh
                 )
 
 
+#: ``meta`` key of an ``exp.Alias`` holding the alias as the query wrote it.
+WRITTEN_ALIAS = "qcat_written_alias"
+
+
+def _remember_aliases(tree: exp.Expression) -> None:
+    """Record every select-list alias as written: folding (and ``qualify``) lower-case them."""
+    for alias in tree.find_all(exp.Alias):
+        ident = alias.args.get("alias")
+        if isinstance(ident, exp.Identifier):
+            alias.meta[WRITTEN_ALIAS] = ident.this
+
+
+def _name_expressions(tree: exp.Expression) -> None:
+    """Name each unnamed select item other than a column ``_col_<position>``.
+
+    ``qualify`` would name ``CAST(x AS ...)`` (or a literal) after ``x``, and
+    then ``ORDER BY x`` or ``GROUP BY x`` would bind to that item instead of
+    the column ``x``, which is what the query means (and what DuckDB does).
+    """
+    for select in tree.find_all(exp.Select):
+        for i, item in enumerate(list(select.expressions)):
+            if not isinstance(item, (exp.Alias, exp.Column, exp.Star)):
+                item.replace(exp.alias_(item.copy(), f"_col_{i}"))
+
+
 def _fold_case(tree: exp.Expression) -> None:
-    """Lower-case every catalog name (output aliases keep the case they were written in)."""
+    """Lower-case every name, so DuckDB and ``qualify`` compare them plainly.
+
+    A delimited name stays quoted when it needs quotes to be a name at all
+    (``"My Id"``); DuckDB compares quoted names without regard to case too.
+    """
     for ident in tree.find_all(exp.Identifier):
-        parent = ident.parent
-        if isinstance(parent, exp.Alias) and parent.args.get("alias") is ident:
-            continue
-        ident.set("this", ident.this.lower())
-        ident.set("quoted", False)
+        text = ident.this.lower()
+        ident.set("this", text)
+        ident.set("quoted", bool(ident.quoted) and not _PLAIN_NAME.fullmatch(text))
+
+
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 _DUCKDB_TYPES = {
@@ -202,12 +238,109 @@ def _resolve_error(message: str, tables: dict[str, TableSnapshot]) -> ResolveErr
         return ResolveError(f"cannot resolve the query: {message}")
     column = found.group(1).strip('"')
     names = sorted({c.name for t in tables.values() for c in t.spec.columns})
-    close = difflib.get_close_matches(column.lower(), [n.lower() for n in names], n=3, cutoff=0.6)
     real = {n.lower(): n for n in names}
+    holders = [t.name for t in tables.values() if column.lower() in _lower_names(t)]
+    if len(holders) > 1 and not found.group(2):
+        return ResolveError(
+            f"column {real[column.lower()]!r} is ambiguous: it is in {', '.join(holders)}; "
+            "qualify it with a table name or alias"
+        )
+    close = difflib.get_close_matches(column.lower(), [n.lower() for n in names], n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(real[c] for c in close)}?" if close else ""
     where = f" in table {found.group(2)}" if found.group(2) else ""
     in_tables = ", ".join(t.name for t in tables.values())
     return ResolveError(f"no column {column!r}{where} (tables read: {in_tables}){hint}")
+
+
+def _lower_names(table: TableSnapshot) -> set[str]:
+    return {c.name.lower() for c in table.spec.columns}
+
+
+# -- functions that need to know their columns ----------------------------------
+
+#: ``meta`` key of a column read by IN_UNIT: the unit the catalog gives it.
+UNIT = "qcat_unit"
+
+
+def _bind_column_functions(tree: exp.Expression, tables: dict[str, TableSnapshot]) -> None:
+    """Give IN_UNIT the unit of its column, and write IVO_HEALPIX_INDEX in SQL.
+
+    Both look through derived tables and WITH queries to the catalog column.
+    """
+    from qcat.czar.adql.expressions import AdqlInUnit, IvoHealpixIndex
+
+    for scope in traverse_scope(tree):
+        for column in scope.columns:
+            parent = column.parent
+            if isinstance(parent, AdqlInUnit) and column.arg_key == "this":
+                spec = _column_spec(column, scope, tables)
+                if spec is not None and spec.unit:
+                    column.meta[UNIT] = spec.unit
+        for node in list(scope.expression.find_all(IvoHealpixIndex)):
+            if _scope_of(node, scope):
+                node.replace(_healpix_index(node, scope, tables))
+
+
+def _scope_of(node: exp.Expression, scope: Scope) -> bool:
+    """Whether ``node`` belongs to ``scope`` itself, not to a subquery inside it."""
+    ancestor = node.parent
+    while ancestor is not None and ancestor is not scope.expression:
+        if isinstance(ancestor, (exp.Select, exp.SetOperation)):
+            return False
+        ancestor = ancestor.parent
+    return True
+
+
+def _healpix_index(
+    node: exp.Expression, scope: Scope, tables: dict[str, TableSnapshot]
+) -> exp.Expression:
+    """``IVO_HEALPIX_INDEX(order, ra, dec)`` as DuckDB SQL.
+
+    For the main position of a director table, every row already holds the
+    NESTED index at order 29 (``_healpix_29``): the order-``k`` index is that
+    shifted right by ``2 (29 - k)`` bits. For constants it is computed here.
+    """
+    from qcat.czar.constants import constant_number
+    from qcat.czar.errors import UnsupportedQuery
+
+    order = constant_number(node.args["order"])
+    if order is None or order != int(order) or not 0 <= order <= HEALPIX_ORDER:
+        raise UnsupportedQuery(
+            f"IVO_HEALPIX_INDEX: the order must be a whole number from 0 to {HEALPIX_ORDER}, "
+            f"found {node.args['order'].sql('adql')}"
+        )
+    shift = exp.Literal.number(2 * (HEALPIX_ORDER - int(order)))
+    ra, dec = node.args["ra"], node.args["dec"]
+    ra_value, dec_value = constant_number(ra), constant_number(dec)
+    if ra_value is not None and dec_value is not None:
+        if not (0.0 <= ra_value <= 360.0 and -90.0 <= dec_value <= 90.0):
+            raise UnsupportedQuery(f"IVO_HEALPIX_INDEX: no position ({ra_value}, {dec_value})")
+        index = radec_to_healpix29(np.array([ra_value]), np.array([dec_value]))[0]
+        value = exp.Literal.number(int(index) >> int(shift.this))
+        return exp.Cast(this=value, to=exp.DataType.build("BIGINT"))
+    position = _main_position_of(ra, dec, scope, tables)
+    if position is None:
+        raise UnsupportedQuery(
+            "IVO_HEALPIX_INDEX is only available for constants and for the main position "
+            "columns of a table with positions (such as coord_ra, coord_dec of demo.Object)"
+        )
+    return exp.Paren(this=exp.BitwiseRightShift(this=position, expression=shift))
+
+
+def _main_position_of(
+    ra: exp.Expression, dec: exp.Expression, scope: Scope, tables: dict[str, TableSnapshot]
+) -> exp.Column | None:
+    """``alias._healpix_29`` when ``ra``, ``dec`` are a director table's main position."""
+    if not (isinstance(ra, exp.Column) and isinstance(dec, exp.Column) and ra.table == dec.table):
+        return None
+    source = scope.sources.get(ra.table)
+    table = tables.get(qualified_name(source)) if isinstance(source, exp.Table) else None
+    if table is None or table.spec.kind != "director" or not table.partitioned:
+        return None
+    spec = table.spec
+    if (ra.name, dec.name) != ((spec.ra_column or "").lower(), (spec.dec_column or "").lower()):
+        return None
+    return exp.column(HEALPIX_COLUMN, table=ra.table)
 
 
 # -- output columns -----------------------------------------------------------
@@ -220,29 +353,76 @@ def _projections(tree: exp.Expression) -> list[exp.Expression]:
     return list(query.expressions) if isinstance(query, exp.Select) else []
 
 
-def _output_columns(
-    tree: exp.Expression, tables: dict[str, TableSnapshot], explicit: list[bool]
-) -> list[OutputColumn]:
+def _output_columns(tree: exp.Expression, tables: dict[str, TableSnapshot]) -> list[OutputColumn]:
     query = tree
     while isinstance(query, (exp.SetOperation, exp.Subquery)):
         query = query.this
-    scope = build_scope(query) if isinstance(query, exp.Select) else None
+    if not isinstance(query, exp.Select):
+        return []
+    scope = build_scope(query)
     out = []
-    written_aliases = iter(explicit) if len(explicit) == len(_projections(tree)) else None
-    for projection in _projections(tree):
-        had_alias = next(written_aliases) if written_aliases is not None else True
+    for projection in query.expressions:
+        name, spec = _describe(projection, scope, tables) if scope else (None, None)
         inner = projection.this if isinstance(projection, exp.Alias) else projection
-        spec = _column_spec(inner, scope, tables) if scope is not None else None
-        name = projection.alias_or_name
-        if spec is not None and not had_alias:
-            name = spec.name  # the catalog's spelling, not the folded one
-        out.append(OutputColumn(name, spec, _geometry_xtype(inner)))
+        out.append(OutputColumn(name or projection.alias_or_name, spec, _geometry_xtype(inner)))
     return out
+
+
+def _describe(
+    projection: exp.Expression, scope: Scope, tables: dict[str, TableSnapshot]
+) -> tuple[str | None, ColumnSpec | None]:
+    """Output name and catalog column of one (qualified) select item of ``scope``.
+
+    The name is the alias as written, else the catalog's spelling of the
+    column the item names (directly, through a derived table or WITH query,
+    or as the merged key ``COALESCE(a.k, b.k)`` of USING and NATURAL joins),
+    also for ``CAST(column AS ...)``, which SQL names after the column.
+    ``None`` when qcat has nothing better than ``qualify``'s name (``_col_0``).
+    """
+    inner = projection.this if isinstance(projection, exp.Alias) else projection
+    written = projection.meta.get(WRITTEN_ALIAS) if isinstance(projection, exp.Alias) else None
+    spec = _column_spec(inner, scope, tables)
+    if written is not None:
+        return written, spec
+    if isinstance(inner, exp.Column):
+        return _column_name(inner, scope, tables), spec
+    if isinstance(inner, exp.Coalesce) and _is_merged_key(inner):
+        return _column_name(inner.this, scope, tables), spec
+    if isinstance(inner, exp.Cast) and isinstance(inner.this, exp.Column):
+        return _column_name(inner.this, scope, tables), spec  # named after x, as in SQL
+    return None, spec
+
+
+def _source_item(column: exp.Column, scope: Scope) -> tuple[exp.Expression, Scope] | None:
+    """The select item of a derived table or WITH query that ``column`` reads."""
+    source = scope.sources.get(column.table)
+    if isinstance(source, Scope) and isinstance(source.expression, exp.Select):
+        for p in source.expression.expressions:
+            if p.alias_or_name == column.name:
+                return p, source
+    return None
+
+
+def _column_name(column: exp.Column, scope: Scope, tables: dict[str, TableSnapshot]) -> str:
+    source = scope.sources.get(column.table)
+    if isinstance(source, exp.Table):
+        table = tables.get(qualified_name(source))
+        if table is not None:
+            spelled = {c.name.lower(): c.name for c in table.spec.columns}
+            return spelled.get(column.name, column.name)
+    item = _source_item(column, scope)
+    if item is not None:
+        name, _ = _describe(*item, tables)
+        if name is not None:
+            return name
+    return column.name
 
 
 def _column_spec(
     node: exp.Expression, scope: Scope, tables: dict[str, TableSnapshot]
 ) -> ColumnSpec | None:
+    if isinstance(node, exp.Coalesce) and _is_merged_key(node):
+        node = node.this  # the key of a USING or NATURAL join
     if not isinstance(node, exp.Column):
         return None
     source = scope.sources.get(node.table)
@@ -251,12 +431,18 @@ def _column_spec(
         if table is None:
             return None
         return next((c for c in table.spec.columns if c.name.lower() == node.name), None)
-    if isinstance(source, Scope) and isinstance(source.expression, exp.Select):
-        for p in source.expression.expressions:
-            if p.alias_or_name == node.name:
-                inner = p.this if isinstance(p, exp.Alias) else p
-                return _column_spec(inner, source, tables)
+    item = _source_item(node, scope)
+    if item is not None:
+        projection, inner_scope = item
+        inner = projection.this if isinstance(projection, exp.Alias) else projection
+        return _column_spec(inner, inner_scope, tables)
     return None
+
+
+def _is_merged_key(node: exp.Coalesce) -> bool:
+    """``COALESCE(a.k, b.k, ...)``: how ``qualify`` writes the key of USING and NATURAL."""
+    items = [node.this, *node.expressions]
+    return all(isinstance(i, exp.Column) for i in items) and len({i.name for i in items}) == 1
 
 
 def _geometry_xtype(node: exp.Expression) -> str | None:
@@ -274,4 +460,7 @@ def _geometry_xtype(node: exp.Expression) -> str | None:
         return "circle"
     if isinstance(node, (AdqlPolygon, AdqlBox)):
         return "polygon"
+    if isinstance(node, exp.Cast) and node.to.this == exp.DType.USERDEFINED:
+        kind = str(node.to.args.get("kind") or "").lower()
+        return kind if kind in ("point", "circle", "polygon") else None
     return None

@@ -31,12 +31,21 @@ _VARIANCES = (exp.Stddev, exp.StddevPop, exp.StddevSamp, exp.Variance, exp.Varia
 _AGGREGATES = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max, *_VARIANCES)
 
 
+class NotSplittable(UnsupportedQuery):
+    """The query has no exact per-chunk/merge split (the planner gathers it instead)."""
+
+
 @dataclass(frozen=True)
 class SplitQuery:
-    """The per-chunk SELECT and the merge SELECT (over ``chunks``) of one query."""
+    """The per-chunk SELECT and the merge SELECT (over ``chunks``) of one query.
+
+    ``passthrough``: the merge only renames the chunk columns ``c0, c1, ...``
+    to the output names, in order (no DISTINCT, ORDER BY, TOP or aggregate).
+    """
 
     chunk: exp.Select
     merge: exp.Select
+    passthrough: bool = False
 
 
 def is_aggregate(node: exp.Expression) -> bool:
@@ -58,7 +67,11 @@ def has_aggregates(select: exp.Select) -> bool:
 
 
 def split(select: exp.Select, names: list[str]) -> SplitQuery:
-    """Split ``select`` (FROM already naming the chunk relations); ``names`` are output names."""
+    """Split ``select`` (FROM already naming the chunk relations); ``names`` are output names.
+
+    ``select`` becomes the per-chunk query (it is changed in place: callers
+    pass a tree of their own), which spares copying a large tree.
+    """
     if has_aggregates(select):
         return _split_aggregate(select, names)
     return _split_plain(select, names)
@@ -76,8 +89,16 @@ def _output(i: int) -> str:
     return f"c{i}"
 
 
-def _order_targets(select: exp.Select, names: list[str]) -> list[tuple[exp.Expression, bool]]:
-    """ORDER BY terms as (expression, descending); positions and aliases resolved."""
+@dataclass(frozen=True)
+class _Sort:
+    """How one ORDER BY term sorts: descending or not, NULLs first or not."""
+
+    desc: bool
+    nulls_first: bool
+
+
+def _order_targets(select: exp.Select, names: list[str]) -> list[tuple[exp.Expression, _Sort]]:
+    """ORDER BY terms as (expression, sort); positions and aliases resolved."""
     order = select.args.get("order")
     if order is None:
         return []
@@ -94,7 +115,7 @@ def _order_targets(select: exp.Select, names: list[str]) -> list[tuple[exp.Expre
         elif isinstance(target, exp.Column) and not target.table and target.name in aliases:
             target = exp.column(_output(aliases[target.name]))
             target.meta["qcat_output"] = True
-        out.append((target, bool(term.args.get("desc"))))
+        out.append((target, _Sort(bool(term.args.get("desc")), bool(term.args.get("nulls_first")))))
     return out
 
 
@@ -103,47 +124,49 @@ def _projection(p: exp.Expression) -> exp.Expression:
 
 
 def _final_select(names: list[str], columns: list[exp.Expression]) -> exp.Select:
-    return exp.select(
-        *(
-            exp.alias_(c, exp.to_identifier(n, quoted=True))
+    return exp.Select(
+        expressions=[
+            exp.Alias(this=c, alias=exp.to_identifier(n, quoted=True))
             for c, n in zip(columns, names, strict=True)
-        )
+        ]
     )
 
 
-def _ordered(expr: exp.Expression, desc: bool) -> exp.Ordered:
-    # ADQL leaves NULL order open; DuckDB's default (NULLS LAST) holds everywhere.
-    return exp.Ordered(this=expr, desc=desc, nulls_first=False)
+def _ordered(expr: exp.Expression, sort: _Sort) -> exp.Ordered:
+    # The NULL order the parser recorded (NULLs largest, docs/adql.md), in chunks and merge
+    # alike, so a TOP cut per chunk keeps the rows the merge wants.
+    return exp.Ordered(this=expr, desc=sort.desc, nulls_first=sort.nulls_first)
 
 
 def _split_plain(select: exp.Select, names: list[str]) -> SplitQuery:
     top = _limit_value(select, "limit")
     offset = _limit_value(select, "offset") or 0
     distinct = bool(select.args.get("distinct"))
-    chunk = select.copy()
+    targets = _order_targets(select, names)
+    chunk = select
     for key in ("order", "limit", "offset"):
         chunk.set(key, None)
     chunk.set(
         "expressions",
-        [exp.alias_(_projection(p).copy(), _output(i)) for i, p in enumerate(select.expressions)],
+        [_alias(_projection(p), _output(i)) for i, p in enumerate(select.expressions)],
     )
-    order_terms: list[tuple[exp.Expression, bool]] = []
-    for j, (target, desc) in enumerate(_order_targets(select, names)):
+    order_terms: list[tuple[exp.Expression, _Sort]] = []
+    for j, (target, sort) in enumerate(targets):
         if target.meta.get("qcat_output"):
-            order_terms.append((exp.column(target.name), desc))
+            order_terms.append((exp.column(target.name), sort))
             continue
         if distinct:
             raise UnsupportedQuery(
                 "with SELECT DISTINCT, ORDER BY must use columns of the select list"
             )
-        chunk.expressions.append(exp.alias_(target.copy(), f"o{j}"))
-        order_terms.append((exp.column(f"o{j}"), desc))
+        chunk.expressions.append(_alias(target, f"o{j}"))
+        order_terms.append((exp.column(f"o{j}"), sort))
     if top is not None:
         if order_terms:
             chunk.set("order", exp.Order(expressions=[_ordered(e, d) for e, d in order_terms]))
         chunk.set("limit", exp.Limit(expression=exp.Literal.number(top + offset)))
     merge = _final_select(names, [exp.column(_output(i)) for i in range(len(names))])
-    merge = merge.from_(CHUNKS)
+    merge = merge.from_(CHUNKS, copy=False)
     if distinct:
         merge.set("distinct", exp.Distinct())
     if order_terms:
@@ -152,7 +175,12 @@ def _split_plain(select: exp.Select, names: list[str]) -> SplitQuery:
         merge.set("limit", exp.Limit(expression=exp.Literal.number(top)))
     if offset:
         merge.set("offset", exp.Offset(expression=exp.Literal.number(offset)))
-    return SplitQuery(chunk, merge)
+    passthrough = not distinct and not order_terms and top is None and not offset
+    return SplitQuery(chunk, merge, passthrough)
+
+
+def _alias(node: exp.Expression, name: str) -> exp.Alias:
+    return exp.Alias(this=node, alias=exp.to_identifier(name))
 
 
 # -- aggregates ------------------------------------------------------------------
@@ -194,7 +222,7 @@ def _split_aggregate(select: exp.Select, names: list[str]) -> SplitQuery:
         if isinstance(a.this, exp.Distinct)
     }
     if len(distinct_args) > 1:
-        raise UnsupportedQuery("several DISTINCT aggregates over different values")
+        raise NotSplittable("several DISTINCT aggregates over different values")
     group_names = [f"g{k}" for k in range(len(groups))]
     chunk_groups = [g.copy() for g in groups]
     distinct_name = None
@@ -210,17 +238,19 @@ def _split_aggregate(select: exp.Select, names: list[str]) -> SplitQuery:
     having = select.args.get("having")
     merge_having = merged(having.this) if having is not None else None
     order_terms = []
-    for target, desc in _order_targets(select, names):
+    for target, sort in _order_targets(select, names):
         if target.meta.get("qcat_output"):
             index = int(target.name[1:])
-            order_terms.append((outputs[index].copy(), desc))
+            order_terms.append((outputs[index].copy(), sort))
         else:
-            order_terms.append((merged(target), desc))
+            order_terms.append((merged(target), sort))
 
-    chunk = select.copy()
+    distinct = bool(select.args.get("distinct"))
+    top, offset = _limit_value(select, "limit"), _limit_value(select, "offset")
+    chunk = select
     for key in ("order", "limit", "offset", "having", "distinct"):
         chunk.set(key, None)
-    keys = [exp.alias_(g, n) for g, n in zip(chunk_groups, [*group_names, "d0"], strict=False)]
+    keys = [_alias(g, n) for g, n in zip(chunk_groups, [*group_names, "d0"], strict=False)]
     chunk.set("expressions", [*keys, *partials.chunk_columns])
     if chunk_groups:
         chunk.set("group", exp.Group(expressions=[g.copy() for g in chunk_groups]))
@@ -242,16 +272,15 @@ def _split_aggregate(select: exp.Select, names: list[str]) -> SplitQuery:
         ]
         inner = exp.select(exp.Star(), *windows).from_(CHUNKS)
         source = cast(exp.Expression, exp.alias_(exp.Subquery(this=inner), "pooled", table=True))
-    merge = _final_select(names, outputs).from_(source)
+    merge = _final_select(names, outputs).from_(source, copy=False)
     if groups:
         merge.set("group", exp.Group(expressions=[_col(n) for n in group_names]))
     if merge_having is not None:
         merge.set("having", exp.Having(this=merge_having))
-    if select.args.get("distinct"):
+    if distinct:
         merge.set("distinct", exp.Distinct())
     if order_terms:
         merge.set("order", exp.Order(expressions=[_ordered(e, d) for e, d in order_terms]))
-    top, offset = _limit_value(select, "limit"), _limit_value(select, "offset")
     if top is not None:
         merge.set("limit", exp.Limit(expression=exp.Literal.number(top)))
     if offset:
@@ -309,7 +338,7 @@ def _merge_aggregate(
             return exp.Avg(this=exp.Distinct(expressions=[d]))
         if isinstance(node, (exp.Min, exp.Max)):
             return type(node)(this=d)
-        raise UnsupportedQuery(f"{node.sql('duckdb')}: DISTINCT is not supported here")
+        raise NotSplittable(f"{node.sql('duckdb')}: DISTINCT is not supported here")
     if isinstance(node, exp.Count):
         name = partials.add(exp.Count(this=arg.copy()))
         return exp.Cast(
@@ -374,4 +403,4 @@ def _merge_aggregate(
         if isinstance(node, (exp.Stddev, exp.StddevPop, exp.StddevSamp)):
             return exp.Sqrt(this=variance)
         return variance
-    raise UnsupportedQuery(f"cannot merge {node.sql('duckdb')}")
+    raise NotSplittable(f"cannot merge {node.sql('duckdb')}")

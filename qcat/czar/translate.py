@@ -5,14 +5,20 @@ stage replaces what only ADQL has: geometry predicates become exact
 spherical tests (:mod:`qcat.geometry.sql`), geometry values become DALI
 arrays (``[ra, dec]``, ``[ra, dec, radius]``, ``[ra1, dec1, ...]``),
 ``IN_UNIT`` becomes a conversion factor computed with astropy, and qcat's
-extension functions become arithmetic. Nothing else is introduced, so the
-result still contains only allow-listed constructs.
+extension functions become arithmetic. CONTAINS and INTERSECTS used as values
+(not compared with 0 or 1) become the integers 0 and 1, and CAST follows SQL
+where DuckDB does not: ``CHAR(n)`` and ``VARCHAR(n)`` keep at most ``n``
+characters (``CHAR`` alone is ``CHAR(1)``), and a geometry CAST to its own
+kind is the geometry. Nothing else is introduced, so the result still
+contains only allow-listed constructs.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
+import numpy as np
 import sqlglot
 from sqlglot import exp
 
@@ -37,10 +43,12 @@ from qcat.czar.adql.expressions import (
 )
 from qcat.czar.constants import Region, constant_point, constant_region
 from qcat.czar.errors import QueryError, UnsupportedQuery
+from qcat.czar.resolve import UNIT
 from qcat.geometry import (
     Box,
     Circle,
     Point,
+    Polygon,
     area_sq_deg,
     centroid,
     circle_contains_sql,
@@ -49,6 +57,7 @@ from qcat.geometry import (
     distance_sql,
     regions_intersect,
 )
+from qcat.geometry.regions import SQ_DEG_PER_SR, as_shape
 from qcat.geometry.sql import literal
 
 #: AB magnitude zero point for fluxes in nJy: m = -2.5 log10(f / nJy) + 31.4.
@@ -62,7 +71,26 @@ def to_duckdb(tree: exp.Expression, unit_of: UnitOf) -> exp.Expression:
 
     ``unit_of`` gives the unit of a (qualified) column expression, for ``IN_UNIT``.
     """
+    _check_coordinate_systems(tree)
     return tree.copy().transform(lambda node: _translate(node, unit_of), copy=False)
+
+
+def _check_coordinate_systems(tree: exp.Expression) -> None:
+    """Refuse geometries in another frame than ICRS, the frame of every qcat position.
+
+    The coordinate system argument is deprecated in ADQL 2.1; ignoring, say,
+    ``'GALACTIC'`` would answer another question than the one asked.
+    """
+    for node in tree.find_all(AdqlPoint, AdqlCircle, AdqlBox, AdqlPolygon):
+        coord_sys = node.args.get("coord_sys")
+        if coord_sys is None:
+            continue
+        words = str(coord_sys.this).split()
+        if words and words[0].upper() != "ICRS":
+            raise UnsupportedQuery(
+                f"coordinate system {coord_sys.this!r} is not supported: positions in qcat are "
+                "ICRS; write 'ICRS' or leave the coordinate system out"
+            )
 
 
 def _no_unit(node: exp.Expression) -> str | None:
@@ -90,14 +118,21 @@ def _translate(node: exp.Expression, unit_of: UnitOf) -> exp.Expression:
             keep = (value == 1) == isinstance(node, exp.EQ)
             return test if keep else exp.Not(this=test)
     if isinstance(node, (AdqlContains, AdqlIntersects)):
-        raise QueryError(f"{_name(node)} must be compared with 0 or 1")
+        # A value (select list, arithmetic): ADQL's predicates are the numbers 1 and 0.
+        return exp.Cast(this=_predicate(node), to=exp.DataType.build("INT"))
+    if isinstance(node, exp.Cast):
+        return _cast(node)
+    if isinstance(node, exp.Rand) and node.this is not None:
+        return exp.Rand()  # DuckDB has no per-call seed (see docs/adql.md)
     if isinstance(node, AdqlDistance):
         return _parse(distance_sql(*_point_sql(node.this), *_point_sql(node.expression)))
     if isinstance(node, QcatAngDist):
         args = [_sql(node.args[k]) for k in ("ra1", "dec1", "ra2", "dec2")]
         return _parse(distance_sql(*args))
     if isinstance(node, QcatFluxToAbmag):
-        return _parse(f"(-2.5 * log10({_sql(node.this)}) + {AB_ZERO_POINT_NJY})")
+        # NULL for fluxes <= 0, as the catalog's own magnitude columns are.
+        flux = _sql(node.this)
+        return _parse(f"CASE WHEN ({flux}) > 0 THEN -2.5 * log10({flux}) + {AB_ZERO_POINT_NJY} END")
     if isinstance(node, QcatAbmagToFlux):
         return _parse(f"pow(10.0, ({AB_ZERO_POINT_NJY} - ({_sql(node.this)})) / 2.5)")
     if isinstance(node, AdqlCoord1):
@@ -107,10 +142,10 @@ def _translate(node: exp.Expression, unit_of: UnitOf) -> exp.Expression:
     if isinstance(node, AdqlCoordSys):
         return exp.Literal.string("ICRS")
     if isinstance(node, AdqlArea):
-        return exp.Literal.number(literal(area_sq_deg(_required_region(node.this, "AREA"))))
+        return _area(node.this)
     if isinstance(node, AdqlCentroid):
-        c = centroid(_required_region(node.this, "CENTROID"))
-        return _array([exp.Literal.number(literal(c.ra)), exp.Literal.number(literal(c.dec))])
+        ra, dec = _point_sql(node)
+        return _array([_parse(ra), _parse(dec)])
     if isinstance(node, AdqlInUnit):
         return _in_unit(node, unit_of)
     if isinstance(node, IvoHealpixIndex):
@@ -139,12 +174,25 @@ def _predicate_comparison(node: exp.Expression) -> tuple[exp.Expression | None, 
 
 
 def _point_sql(node: exp.Expression) -> tuple[str, str]:
+    if isinstance(node, exp.Cast) and _cast_kind(node) == "POINT":
+        return _point_sql(node.this)
     if isinstance(node, AdqlPoint):
         return _sql(node.args["coord1"]), _sql(node.args["coord2"])
     if isinstance(node, AdqlCentroid):
+        if isinstance(node.this, AdqlCircle) and constant_region(node.this) is None:
+            return _point_sql(node.this.args["center"])  # a circle's centroid is its centre
         c = centroid(_required_region(node.this, "CENTROID"))
         return literal(c.ra), literal(c.dec)
     raise UnsupportedQuery(f"expected a POINT here, found {node.sql('adql')}")
+
+
+def _area(node: exp.Expression) -> exp.Expression:
+    """AREA: a constant for constant regions; for any circle, from its radius."""
+    if isinstance(node, AdqlCircle) and constant_region(node) is None:
+        radius = _sql(node.args["radius"])
+        # 2 pi (1 - cos r) steradians, written with sin^2 as area_sq_deg does.
+        return _parse(f"4 * pi() * pow(sin(radians({radius}) / 2), 2) * {literal(SQ_DEG_PER_SR)}")
+    return exp.Literal.number(literal(area_sq_deg(_required_region(node, "AREA"))))
 
 
 def _required_region(node: exp.Expression, where: str) -> Region:
@@ -156,9 +204,18 @@ def _required_region(node: exp.Expression, where: str) -> Region:
     return region
 
 
+def _geometry(node: exp.Expression) -> exp.Expression:
+    """A geometry argument without parentheses and CASTs to its own kind around it."""
+    while isinstance(node, exp.Paren) or (
+        isinstance(node, exp.Cast) and _cast_kind(node) is not None
+    ):
+        node = _geometry_cast_value(node) if isinstance(node, exp.Cast) else node.this
+    return node
+
+
 def _predicate(node: exp.Expression) -> exp.Expression:
     """CONTAINS(a, b) / INTERSECTS(a, b) as a DuckDB boolean."""
-    a, b = node.this, node.expression
+    a, b = _geometry(node.this), _geometry(node.expression)
     if isinstance(node, AdqlIntersects) and isinstance(b, AdqlPoint):
         a, b = b, a  # INTERSECTS is symmetric; a point meets a region when inside it
     if isinstance(a, AdqlPoint):
@@ -171,14 +228,65 @@ def _predicate(node: exp.Expression) -> exp.Expression:
             else _region_contains(right, left)
         )
         return exp.Boolean(this=bool(value))
-    if isinstance(node, AdqlIntersects) and isinstance(a, AdqlCircle) and isinstance(b, AdqlCircle):
+    if isinstance(a, AdqlCircle) and isinstance(b, AdqlCircle):
         (ra1, dec1), (ra2, dec2) = _point_sql(a.args["center"]), _point_sql(b.args["center"])
-        reach = f"({_sql(a.args['radius'])}) + ({_sql(b.args['radius'])})"
-        return _parse(f"{distance_sql(ra1, dec1, ra2, dec2)} <= {reach}")
+        distance = distance_sql(ra1, dec1, ra2, dec2)
+        ra_, rb = _sql(a.args["radius"]), _sql(b.args["radius"])
+        if isinstance(node, AdqlIntersects):
+            return _parse(f"{distance} <= ({ra_}) + ({rb})")
+        return _parse(f"{distance} + ({ra_}) <= ({rb})")  # a lies within b
+    if isinstance(node, AdqlIntersects):
+        for circle, other in ((a, b), (b, a)):
+            polygon = constant_region(other)
+            if isinstance(circle, AdqlCircle) and isinstance(polygon, (Polygon, Box)):
+                return _circle_meets_polygon(circle, polygon)
     raise UnsupportedQuery(
         f"{_name(node)} of {a.sql('adql')} and {b.sql('adql')} is not supported: one side "
         "must be a POINT, or both circles, or both constant regions"
+        + ("" if isinstance(node, AdqlContains) else ", or a circle and a constant BOX or POLYGON")
     )
+
+
+def _circle_meets_polygon(circle: AdqlCircle, region: Polygon | Box) -> exp.Expression:
+    """INTERSECTS of a circle of any centre and radius with a constant polygon or box.
+
+    They meet when the centre is inside the polygon or within the radius of
+    its boundary: of a vertex, or of an edge where the foot of the
+    perpendicular from the centre falls on the edge. With ``n`` the unit
+    normal of the edge ``a -> b``, the foot falls on it when the centre is on
+    ``b``'s side of ``a`` (``p . (n x a) >= 0``) and on ``a``'s side of ``b``
+    (``p . (b x n) >= 0``), and its distance to the edge's great circle is
+    ``asin(|n . p|)``; no edge is farther than 90 degrees from any point.
+    """
+    polygon = as_shape(region)
+    assert isinstance(polygon, Polygon)
+    ra, dec = _point_sql(circle.args["center"])
+    radius = _sql(circle.args["radius"])
+    vertices = polygon.shape.vectors
+    normals = polygon.shape.edge_normals
+    following = np.roll(vertices, -1, axis=0)
+    tests = [contains_sql(ra, dec, polygon)]
+    for v_ra, v_dec in polygon.vertices:
+        tests.append(circle_contains_sql(literal(v_ra), literal(v_dec), ra, dec, radius))
+    reach = f"sin(radians(least({radius}, 90)))"
+    for n, a, b in zip(normals, vertices, following, strict=True):
+        near = f"abs({_plane_side(ra, dec, n)}) <= {reach}"
+        after_a = f"{_plane_side(ra, dec, np.cross(n, a))} >= 0"
+        before_b = f"{_plane_side(ra, dec, np.cross(b, n))} >= 0"
+        tests.append(f"({near} AND {after_a} AND {before_b})")
+    return _parse(" OR ".join(tests))
+
+
+def _plane_side(ra: str, dec: str, normal: np.ndarray) -> str:
+    """SQL for ``normal . p`` at the position (``ra``, ``dec``)."""
+    a, alpha, z = _plane_coefficients_of(normal)
+    return f"qcat_plane_side({ra}, {dec}, {literal(a)}, {literal(alpha)}, {literal(z)})"
+
+
+def _plane_coefficients_of(normal: np.ndarray) -> tuple[float, float, float]:
+    """``(A, alpha_deg, z)`` with ``normal = (A cos alpha, A sin alpha, z)``."""
+    x, y, z = (float(c) for c in normal)
+    return math.hypot(x, y), math.degrees(math.atan2(y, x)), z
 
 
 def _region_contains(outer: Region, inner: Region) -> bool:
@@ -210,12 +318,58 @@ def _point_in(point: AdqlPoint, region_node: exp.Expression) -> exp.Expression:
 
 
 def _coordinate(node: exp.Expression, index: int) -> exp.Expression:
+    if isinstance(node, exp.Cast) and _cast_kind(node) == "POINT":
+        return _coordinate(node.this, index)
     if isinstance(node, AdqlPoint):
         return node.args["coord1" if index == 0 else "coord2"]
     if isinstance(node, AdqlCentroid):
-        c = centroid(_required_region(node.this, "CENTROID"))
-        return exp.Literal.number(literal(c.ra if index == 0 else c.dec))
+        return _parse(_point_sql(node)[index])
     raise UnsupportedQuery(f"COORD{index + 1} needs a POINT, found {node.sql('adql')}")
+
+
+# -- CAST -------------------------------------------------------------------------
+
+#: Geometry kinds of CAST and the constructors whose values are of that kind.
+_GEOMETRY_KINDS: dict[str, tuple[type[exp.Expression], ...]] = {
+    "POINT": (AdqlPoint, AdqlCentroid),
+    "CIRCLE": (AdqlCircle,),
+    "POLYGON": (AdqlPolygon, AdqlBox),
+}
+
+
+def _cast_kind(node: exp.Cast) -> str | None:
+    """``POINT``, ``CIRCLE`` or ``POLYGON`` for a CAST to a geometry type."""
+    to = node.to
+    if to.this != exp.DType.USERDEFINED:
+        return None
+    return str(to.args.get("kind") or "").upper() or None
+
+
+def _geometry_cast_value(node: exp.Cast) -> exp.Expression:
+    """The geometry a CAST to POINT, CIRCLE or POLYGON converts, checked to be of that kind."""
+    kind = _cast_kind(node)
+    value = node.this
+    while isinstance(value, exp.Paren):
+        value = value.this
+    if kind is None or not isinstance(value, _GEOMETRY_KINDS.get(kind, ())):
+        raise UnsupportedQuery(
+            f"CAST to {kind} needs a {kind} value here, found {node.this.sql('adql')}"
+        )
+    return value
+
+
+def _cast(node: exp.Cast) -> exp.Expression:
+    """CAST as SQL-92 means it where DuckDB differs (string lengths, geometry types)."""
+    if _cast_kind(node) is not None:
+        return _sub(_geometry_cast_value(node))
+    to = node.to
+    if to.this in (exp.DType.CHAR, exp.DType.VARCHAR):
+        params = to.expressions
+        if params or to.this == exp.DType.CHAR:  # CHAR alone is CHAR(1) in SQL
+            length = int(params[0].this.this) if params else 1
+            text = exp.Cast(this=_sub(node.this), to=exp.DataType.build("VARCHAR"))
+            return exp.Left(this=text, expression=exp.Literal.number(length))
+    return exp.Cast(this=_sub(node.this), to=to.copy())
 
 
 def _array(items: list[exp.Expression]) -> exp.Expression:
@@ -257,7 +411,7 @@ def _in_unit(node: AdqlInUnit, unit_of: UnitOf) -> exp.Expression:
     from astropy import units as u
 
     target = node.args["unit"].this
-    source = unit_of(node.this)
+    source = node.this.meta.get(UNIT) or unit_of(node.this)
     if source is None:
         raise QueryError(
             f"IN_UNIT: the unit of {node.this.sql('adql')} is not known; IN_UNIT needs a "

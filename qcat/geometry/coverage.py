@@ -112,14 +112,20 @@ def cover(region: Region, *, margin_deg: float = 0.0, budget: int = DEFAULT_BUDG
     return merge_ranges(np.concatenate(found))
 
 
-def region_ranges(region: Region, max_ranges: int = 64, *, margin_deg: float = 0.0) -> np.ndarray:
+def region_ranges(
+    region: Region,
+    max_ranges: int = 64,
+    *,
+    margin_deg: float = 0.0,
+    budget: int = DEFAULT_BUDGET,
+) -> np.ndarray:
     """Half-open ``_healpix_29`` ranges, shape ``(n, 2)`` with ``n <= max_ranges``, whose
     union holds every point of ``region`` (grown by ``margin_deg``).
 
     Sorted and disjoint; a superset of the region, as tight as the refinement
-    budget and ``max_ranges`` allow.
+    ``budget`` (see :func:`cover`) and ``max_ranges`` allow.
     """
-    return limit_ranges(cover(region, margin_deg=margin_deg), max_ranges)
+    return limit_ranges(cover(region, margin_deg=margin_deg, budget=budget), max_ranges)
 
 
 def _overlapping(ranges: np.ndarray, parts: PartitionSet) -> list[Partition]:

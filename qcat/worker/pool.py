@@ -84,6 +84,8 @@ class LocalWorkers:
     ``setup_sql_module`` is passed as ``--setup-module`` (a module with a
     ``SETUP_SQL`` list, run before each worker's lockdown). Start-up waits at
     most ``start_timeout`` seconds for every worker to answer ``health``.
+    ``threads_per_worker`` is each worker's DuckDB thread count (0: one per
+    core; a worker usually runs one task per query, spread over its threads).
 
     Linux delivers the parent-death signal when the *thread* that started a
     worker exits, so create the pool from a thread that lives as long as the
@@ -96,7 +98,7 @@ class LocalWorkers:
         n: int,
         *,
         memory_limit: str,
-        threads_per_worker: int = 1,
+        threads_per_worker: int = 0,
         setup_sql_module: str | None = None,
         max_tasks: int | None = None,
         start_timeout: float = 60.0,

@@ -38,7 +38,7 @@ from qcat.worker.files import resolve_task_files, servable_path, tables_root
 from qcat.worker.lockdown import bind_relations, check_single_select, open_locked_database
 from qcat.worker.protocol import ACTIONS, flight_error, to_json
 from qcat.worker.registry import TaskRegistry, TaskRun, TaskStopped
-from qcat.worker.settings import default
+from qcat.worker.settings import default, duckdb_threads
 from qcat.worker.task import ChunkTask
 
 log = logging.getLogger("qcat.worker")
@@ -78,7 +78,7 @@ class WorkerServer(flight.FlightServerBase):
             self._con = open_locked_database(
                 tables_root(self.data_dir),
                 memory_limit=memory_limit,
-                threads=threads,
+                threads=duckdb_threads(threads),
                 temp_dir=self._temp_dir,
                 temp_limit=temp_limit,
                 setup_sql=setup_sql,

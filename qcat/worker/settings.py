@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from qcat.config import Setting
 
 WORKER_SETTINGS: dict[str, Setting] = {
@@ -15,9 +17,10 @@ WORKER_SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "worker_threads",
-            1,
-            "DuckDB threads of one worker process (tasks also run on their own request "
-            "threads, so run one worker per core rather than many threads per worker).",
+            0,
+            "DuckDB threads of one worker process; 0: one per CPU core. The czar sends "
+            "a worker one task per query over all its chunks, which DuckDB spreads "
+            "over these threads.",
         ),
         Setting(
             "worker_temp_limit",
@@ -47,3 +50,10 @@ WORKER_SETTINGS: dict[str, Setting] = {
 def default(name: str) -> int | float | str:
     """The default value of worker setting ``name``."""
     return WORKER_SETTINGS[name].default
+
+
+def duckdb_threads(threads: int) -> int:
+    """The DuckDB thread count for setting value ``threads`` (0: the CPU cores)."""
+    if threads < 0:
+        raise ValueError(f"threads must be 0 (one per core) or more, got {threads}")
+    return threads or os.cpu_count() or 1

@@ -1,7 +1,7 @@
 """Parser of ADQL value expressions and search conditions (no queries).
 
 Conditions and values share one precedence ladder, lowest first: OR, AND,
-NOT, predicates (comparison, BETWEEN, IN, LIKE/ILIKE, IS NULL, EXISTS),
+NOT, predicates (comparison, BETWEEN, IN, LIKE/ILIKE [ESCAPE], IS NULL, EXISTS),
 ``||``, ``|``, ``^``, ``&``, ``+ -``, ``* /``, unary ``- + ~``, primaries.
 Which of the two is allowed where is checked afterwards by :mod:`validate`.
 """
@@ -147,6 +147,8 @@ class ExpressionParser(Cursor, ABC):
             self.check_pattern(pattern)
             cls = exp.Like if tok.upper == "LIKE" else exp.ILike
             node = cls(this=left, expression=pattern)
+            if self.tok.is_word("ESCAPE"):
+                node = self.parse_escape(self.at(node, first))
         elif tok.is_word("IS"):
             self.advance()
             is_not = self.accept_word("NOT") is not None
@@ -182,6 +184,15 @@ class ExpressionParser(Cursor, ABC):
         self.expect_close(opener, " after the IN list")
         self.leave()
         return exp.In(this=left, expressions=values)
+
+    def parse_escape(self, like: exp.Expression) -> exp.Escape:
+        """``ESCAPE 'c'`` after a LIKE pattern (SQL-92; a qcat extension to ADQL 2.1)."""
+        self.advance()
+        char = self.tok
+        if char.kind != "string" or len(char.value) != 1:
+            raise self.expected("one character in single quotes", "after ESCAPE")
+        self.advance()
+        return exp.Escape(this=like, expression=self.at(exp.Literal.string(char.value), char))
 
     def check_pattern(self, pattern: exp.Expression) -> None:
         """A LIKE pattern in double quotes is a name, almost surely meant as a string."""

@@ -30,6 +30,7 @@ CONDITIONS: tuple[type[exp.Expression], ...] = (
     exp.In,
     exp.Like,
     exp.ILike,
+    exp.Escape,
     exp.Is,
     exp.Exists,
     exp.And,

@@ -143,6 +143,8 @@ def expected_role(node: exp.Expr) -> str | None:
         return "value" if key == "true" or simple else "condition"
     if isinstance(parent, exp.In) and key == "query":
         return None
+    if isinstance(parent, exp.Escape):  # LIKE ... ESCAPE 'c'
+        return "condition" if key == "this" else "value"
     if isinstance(parent, (exp.Select, exp.Group)) and key in ("expressions",):
         return "value"
     if isinstance(parent, (exp.Alias, exp.Ordered, exp.Cast, exp.Distinct)):
