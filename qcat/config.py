@@ -129,6 +129,16 @@ SETTINGS: dict[str, Setting] = {
             "Longest a UWS WAIT request blocks before answering with the job as it is (seconds).",
         ),
         Setting(
+            "tap_upload_max_bytes",
+            50_000_000,
+            "Largest table (bytes of VOTable) a TAP request may upload.",
+        ),
+        Setting(
+            "tap_upload_max_rows",
+            1_000_000,
+            "Most rows an uploaded TAP table may have.",
+        ),
+        Setting(
             "tap_max_query_chars",
             100_000,
             "Longest ADQL text (characters) a TAP request may send.",

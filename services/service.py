@@ -70,7 +70,7 @@ class Service:
         self.runner = JobRunner(
             self.jobs,
             self.data_dir / JOBS_DIR,
-            job_executor(engine, settings, self.query_log),
+            job_executor(engine, settings, self.query_log, self.data_dir / JOBS_DIR),
             engine.cancel,
             max_running=settings.tap_async_running,
         )

@@ -23,6 +23,8 @@ class ServiceSettings:
     tap_execution_duration_s: int
     tap_execution_duration_max_s: int
     tap_wait_max_s: float
+    tap_upload_max_bytes: int
+    tap_upload_max_rows: int
     public_url: str
     serve_czar_memory_limit: str
 

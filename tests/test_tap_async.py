@@ -167,6 +167,15 @@ def test_abort_stops_the_query_on_the_workers(served: Served) -> None:
     assert time.monotonic() - t0 < 10
 
 
+def test_execution_duration_is_enforced(served: Served) -> None:
+    url = create(served, QUERY=SLOW, EXECUTIONDURATION="1", PHASE="RUN")
+    assert wait_final(url, timeout=60) == "ABORTED"
+    message = job_doc(url).find(f"{UWS}errorSummary")
+    assert message is not None
+    assert "execution duration of 1 s" in (message.findtext(f"{UWS}message") or "")
+    served.wait_idle(timeout=10)
+
+
 def test_wait_blocks_until_the_phase_changes(served: Served) -> None:
     url = create(served, QUERY="SELECT TOP 1 objectId FROM demo.Object")
     t0 = time.monotonic()

@@ -153,3 +153,23 @@ def test_uploads_by_url_only_from_loopback(
         read_uploads(f"t,{base}/t.xml", {}, max_bytes=50, max_rows=10)
     with pytest.raises(UploadError, match="neither 'param:part' nor an http"):
         read_uploads("t,file:///etc/passwd", {}, **LIMITS)
+
+
+def test_timestamps_become_times_and_bad_ones_are_named() -> None:
+    t = Table({"when": ["2024-01-02T03:04:05Z", "2024-01-02T03:04:05.5", "2024-02-29"]})
+    vot = from_table(t)
+    vot.get_first_table().fields[0].xtype = "timestamp"
+    out = io.BytesIO()
+    writeto(vot, out)
+    up = votable_to_arrow("t", out.getvalue(), max_rows=10)
+    assert up.spec.columns[0].datatype == "timestamp"
+    assert [str(v) for v in up.table.column("when").to_pylist()] == [
+        "2024-01-02 03:04:05",
+        "2024-01-02 03:04:05.500000",
+        "2024-02-29 00:00:00",
+    ]
+    vot.get_first_table().array["when"][0] = "yesterday"
+    bad = io.BytesIO()
+    writeto(vot, bad)
+    with pytest.raises(UploadError, match="UPLOAD t: column 'when'"):
+        votable_to_arrow("t", bad.getvalue(), max_rows=10)

@@ -131,6 +131,10 @@ class CatalogSnapshot:
         except KeyError:
             raise NotFoundError(f"no table {name!r}") from None
 
+    def with_tables(self, extra: dict[str, TableSnapshot]) -> CatalogSnapshot:
+        """This snapshot plus ``extra`` tables (e.g. a query's uploads), keyed by name."""
+        return CatalogSnapshot({**self._tables, **{k.lower(): v for k, v in extra.items()}})
+
     def tables(self) -> list[TableSnapshot]:
         """Every table, by name."""
         return [self._tables[k] for k in sorted(self._tables)]

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from qcat.czar.dispatch import Assignment, Dispatcher, QueryFailed
 from qcat.czar.errors import QueryError
 from qcat.czar.plan import ChunkQuery, QueryPlan, Task, plan
 from qcat.czar.resolve import OutputColumn, ResolvedQuery, resolve
+from qcat.czar.uploads import UploadTable, stage_uploads
 from qcat.geometry import SETUP_SQL
 from qcat.metadata.store import MetadataStore
 from qcat.worker.task import ChunkTask
@@ -120,11 +121,37 @@ class QueryEngine:
         """The plan of ``adql`` (nothing runs)."""
         return plan(self.resolve(adql), self.data_dir, whole_query=self.fast_paths)
 
-    def execute(self, adql: str, *, query_id: str | None = None) -> QueryResult:
-        """Start ``adql``; the result streams as it is read."""
-        resolved = self.resolve(adql)
-        query_plan = plan(resolved, self.data_dir, whole_query=self.fast_paths)
+    def execute(
+        self, adql: str, *, query_id: str | None = None, uploads: Sequence[UploadTable] = ()
+    ) -> QueryResult:
+        """Start ``adql``; the result streams as it is read.
+
+        ``uploads`` are tables sent with the query (``TAP_UPLOAD.name``): they
+        exist for this query only and are removed when its result is closed.
+        """
         query_id = query_id or uuid.uuid4().hex
+        if not uploads:
+            return self._execute(adql, query_id, self.catalog())
+        staged = stage_uploads(self.data_dir, query_id, list(uploads))
+        try:
+            result = self._execute(adql, query_id, self.catalog().with_tables(staged.tables))
+        except BaseException:
+            staged.remove()
+            raise
+        release = result._release
+
+        def release_and_remove() -> None:
+            try:
+                release()
+            finally:
+                staged.remove()
+
+        result._release = release_and_remove
+        return result
+
+    def _execute(self, adql: str, query_id: str, catalog: CatalogSnapshot) -> QueryResult:
+        resolved = resolve(parse_adql(adql), catalog)
+        query_plan = plan(resolved, self.data_dir, whole_query=self.fast_paths)
         deadline = time.time() + self.timeout_s
         names = [c.name for c in resolved.columns]
         if self.fast_paths and query_plan.passthrough and query_plan.chunk_queries[0].tasks:

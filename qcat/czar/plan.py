@@ -354,6 +354,8 @@ def _chunk_local(
     extra = [c for r in refs for c in _row_filter(r, constraints[r.index])]
     if shape.kind == "neighbours":
         extra.extend(_neighbour_filters(driver, refs[shape.margin or 0], shape.radius, constraints))
+    if shape.kind == "single":
+        extra.extend(_broadcast_match_bands(driver, refs, terms))
     translated = _translate(tree, _unit_of(resolved, refs))
     assert isinstance(translated, exp.Select)
     for node in list(translated.find_all(exp.Table)):
@@ -488,6 +490,79 @@ def _neighbour_filters(
         dec_b = f"{near.alias}.{(near.table.spec.dec_column or '').lower()}"
         tests = " OR ".join(contains_sql(ra_b, dec_b, g) for g in grown)
         out.append(_parse(f"({tests})"))
+    return out
+
+
+def _broadcast_match_bands(
+    driver: _Ref, refs: list[_Ref], terms: list[exp.Expression]
+) -> list[exp.Expression]:
+    """Declination bands for positional matches of the chunk's rows with a broadcast table.
+
+    A crossmatch of an uploaded list (``DISTANCE(p, u) < r`` or ``CONTAINS`` in a
+    circle of radius r around either position) only pairs rows whose
+    declinations differ by at most r; saying so lets DuckDB run a range join
+    instead of testing every pair.
+    """
+    from qcat.czar.adql.expressions import AdqlCircle, AdqlContains, AdqlDistance, AdqlPoint
+
+    spec = driver.table.spec
+    if not (spec.ra_column and spec.dec_column):
+        return []
+    others = {r.alias for r in refs if r is not driver}
+
+    def is_driver(p: exp.Expression) -> bool:
+        return (
+            isinstance(p, AdqlPoint)
+            and isinstance(p.args["coord1"], exp.Column)
+            and isinstance(p.args["coord2"], exp.Column)
+            and p.args["coord1"].table == driver.alias
+            and p.args["coord2"].table == driver.alias
+            and p.args["coord1"].name == (spec.ra_column or "").lower()
+            and p.args["coord2"].name == (spec.dec_column or "").lower()
+        )
+
+    def other_dec(p: exp.Expression) -> exp.Expression | None:
+        if not isinstance(p, AdqlPoint):
+            return None
+        ra, dec = p.args["coord1"], p.args["coord2"]
+        columns = isinstance(ra, exp.Column) and isinstance(dec, exp.Column)
+        if columns and ra.table == dec.table and ra.table in others:
+            return dec
+        return None
+
+    def band(dec: exp.Expression, radius: float) -> exp.Expression:
+        r = exp.Literal.number(literal(radius))
+        return exp.Between(
+            this=exp.column(spec.dec_column.lower(), table=driver.alias),  # type: ignore[union-attr]
+            low=exp.Sub(this=dec.copy(), expression=r),
+            high=exp.Add(this=dec.copy(), expression=r.copy()),
+        )
+
+    out: list[exp.Expression] = []
+    for t in terms:
+        if isinstance(t, (exp.LT, exp.LTE)) and isinstance(t.this, AdqlDistance):
+            r = constant_number(t.expression)
+            p, q = t.this.this, t.this.expression
+            for a, b in ((p, q), (q, p)):
+                dec = other_dec(b)
+                if r is not None and is_driver(a) and dec is not None:
+                    out.append(band(dec, r))
+                    break
+        if isinstance(t, exp.EQ):
+            for c, one in ((t.this, t.expression), (t.expression, t.this)):
+                if not (
+                    isinstance(c, AdqlContains)
+                    and constant_number(one) == 1.0
+                    and isinstance(c.expression, AdqlCircle)
+                ):
+                    continue
+                r = constant_number(c.expression.args["radius"])
+                centre = c.expression.args["center"]
+                for a, b in ((c.this, centre), (centre, c.this)):
+                    dec = other_dec(b)
+                    if r is not None and is_driver(a) and dec is not None:
+                        out.append(band(dec, r))
+                        break
     return out
 
 

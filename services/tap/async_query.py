@@ -16,12 +16,14 @@ from pathlib import Path
 import pyarrow as pa
 
 from qcat.czar.engine import QueryEngine
+from qcat.czar.uploads import UploadTable
 from qcat.errors import QcatError
 from services.querylog import QueryLog, QueryLogEntry
 from services.settings import ServiceSettings
 from services.tap.errors import error_message, error_status
 from services.tap.formats import ResultInfo, write_result
 from services.tap.params import SyncQuery, sync_query
+from services.tap.upload import read_uploads
 from services.tap.uws.jobs import Job
 from services.tap.uws.runner import Execute, JobOutcome
 
@@ -32,17 +34,45 @@ class JobFailed(QcatError):
     """A job's query failed; the message is what the client reads in the error summary."""
 
 
-def job_executor(engine: QueryEngine, settings: ServiceSettings, log: QueryLog) -> Execute:
-    """The ``execute`` callable of the service's job runner."""
+#: Directory (in a job's directory) holding the multipart parts its UPLOAD refers to.
+UPLOAD_PARTS = "uploads"
+
+
+def save_upload_parts(job_dir: Path, parts: dict[str, bytes]) -> None:
+    """Keep a new job's uploaded parts until it runs (file names: the part names in hex)."""
+    if not parts:
+        return
+    directory = job_dir / UPLOAD_PARTS
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in parts.items():
+        (directory / name.encode().hex()).write_bytes(data)
+
+
+def _saved_upload_parts(job_dir: Path) -> dict[str, bytes]:
+    directory = job_dir / UPLOAD_PARTS
+    if not directory.is_dir():
+        return {}
+    return {bytes.fromhex(p.name).decode(): p.read_bytes() for p in directory.iterdir()}
+
+
+def job_executor(
+    engine: QueryEngine, settings: ServiceSettings, log: QueryLog, jobs_dir: Path
+) -> Execute:
+    """The ``execute`` callable of the service's job runner (jobs live in ``jobs_dir``)."""
 
     def execute(job: Job, path: Path) -> JobOutcome:
-        return _execute(engine, settings, log, job, path)
+        return _execute(engine, settings, log, job, path, jobs_dir / job.job_id)
 
     return execute
 
 
 def _execute(
-    engine: QueryEngine, settings: ServiceSettings, log: QueryLog, job: Job, path: Path
+    engine: QueryEngine,
+    settings: ServiceSettings,
+    log: QueryLog,
+    job: Job,
+    path: Path,
+    job_dir: Path,
 ) -> JobOutcome:
     t0 = time.monotonic()
     params = {name.upper(): value for name, value in job.parameters.items()}
@@ -51,7 +81,15 @@ def _execute(
     request = None
     try:
         request = sync_query(params, settings)
-        outcome = _write_result(engine, request, job.job_id, path)
+        uploads = []
+        if request.upload is not None:
+            uploads = read_uploads(
+                request.upload,
+                _saved_upload_parts(job_dir),
+                max_bytes=settings.tap_upload_max_bytes,
+                max_rows=settings.tap_upload_max_rows,
+            )
+        outcome = _write_result(engine, request, job.job_id, path, uploads)
         return outcome
     except Exception as e:
         status, error = error_status(e), error_message(e, params.get("QUERY"))
@@ -76,8 +114,14 @@ def _execute(
         )
 
 
-def _write_result(engine: QueryEngine, request: SyncQuery, job_id: str, path: Path) -> JobOutcome:
-    result = engine.execute(request.query, query_id=job_id)
+def _write_result(
+    engine: QueryEngine,
+    request: SyncQuery,
+    job_id: str,
+    path: Path,
+    uploads: list[UploadTable],
+) -> JobOutcome:
+    result = engine.execute(request.query, query_id=job_id, uploads=uploads)
     counter = _RowCounter()
     try:
         reader = pa.RecordBatchReader.from_batches(

@@ -27,8 +27,9 @@ from starlette.routing import BaseRoute, Route
 
 from qcat.errors import NotFoundError
 from services.service import Service
+from services.tap.async_query import save_upload_parts
 from services.tap.errors import error_message, error_response
-from services.tap.params import ParameterError, Params, read_params
+from services.tap.params import ParameterError, Params, read_params, read_request
 from services.tap.sync import client_address
 from services.tap.uws.documents import (
     job_document,
@@ -91,9 +92,15 @@ def _handled(endpoint: Endpoint) -> Endpoint:
 async def list_or_create(request: Request) -> Response:
     """GET: the job list; POST: a new job (303 to it)."""
     service: Service = request.app.state.service
-    params = await _params(request, service)
     if request.method == "POST":
-        job = await anyio.to_thread.run_sync(_create, service, params, client_address(request))
+        params, parts = await read_request(
+            request,
+            max_chars=service.settings.tap_max_query_chars,
+            max_upload_bytes=service.settings.tap_upload_max_bytes,
+        )
+        job = await anyio.to_thread.run_sync(
+            _create, service, params, parts, client_address(request)
+        )
         return _see(request, job.job_id)
     phases = _phases(request)
     after = _after(request)
@@ -104,7 +111,7 @@ async def list_or_create(request: Request) -> Response:
     return _xml(job_list_document(jobs, _list_url(request)))
 
 
-def _create(service: Service, params: Params, owner: str) -> Job:
+def _create(service: Service, params: Params, parts: dict[str, bytes], owner: str) -> Job:
     settings = service.settings
     duration = _duration(params.get("EXECUTIONDURATION"), service)
     destruction = now() + timedelta(seconds=settings.tap_retention_s)
@@ -118,6 +125,7 @@ def _create(service: Service, params: Params, owner: str) -> Job:
         execution_duration=duration,
         destruction=destruction,
     )
+    save_upload_parts(service.runner.job_dir(job.job_id), parts)
     phase = params.get("PHASE")
     if phase is not None:
         if phase.upper() != "RUN":

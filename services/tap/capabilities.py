@@ -4,8 +4,9 @@ Everything declared is derived from the code that implements it: the ADQL
 language features and user-defined functions from the parser's allow-list
 (``qcat.czar.adql.functions``), the output formats from
 ``services.tap.formats.FORMATS``, the limits from the settings. Only what
-this service really serves is declared (no upload and no async until they
-exist).
+this service really serves is declared. Both upload methods TAP requires are
+declared; URLs are fetched from the service's own host only (see
+``services/tap/upload.py``).
 """
 
 from __future__ import annotations
@@ -93,6 +94,14 @@ def _language(parent: ET.Element) -> None:
                 ET.SubElement(feature, "description").text = description
 
 
+#: Upload methods (TAP 1.1 requires both): inline multipart parts, and http(s) URLs,
+#: which this service fetches from its own host only (see services/tap/upload.py).
+UPLOAD_METHODS = (
+    "ivo://ivoa.net/std/TAPRegExt#upload-inline",
+    "ivo://ivoa.net/std/TAPRegExt#upload-http",
+)
+
+
 def _output_format(parent: ET.Element, fmt: OutputFormat) -> None:
     attrs = {"ivo-id": OUTPUT_FORMAT_IDS[fmt.name]} if fmt.name in OUTPUT_FORMAT_IDS else {}
     element = ET.SubElement(parent, "outputFormat", attrs)
@@ -134,10 +143,19 @@ def capabilities_xml(
     _language(tap)
     for fmt in FORMATS:
         _output_format(tap, fmt)
+    for method in UPLOAD_METHODS:
+        ET.SubElement(tap, "uploadMethod", {"ivo-id": method})
     _limits(tap, "retentionPeriod", settings.tap_retention_s, settings.tap_retention_s, None)
-    timeout = round(settings.tap_sync_timeout_s)
-    _limits(tap, "executionDuration", timeout, timeout, None)
+    _limits(
+        tap,
+        "executionDuration",
+        min(settings.tap_execution_duration_s, settings.tap_execution_duration_max_s),
+        settings.tap_execution_duration_max_s,
+        None,
+    )
     _limits(tap, "outputLimit", settings.tap_maxrec_default, settings.tap_maxrec_hard, "row")
+    upload = settings.tap_upload_max_bytes
+    _limits(tap, "uploadLimit", upload, upload, "byte")
     endpoints = [(VOSI_CAPABILITIES, "capabilities"), (VOSI_AVAILABILITY, "availability")]
     for standard_id, path in [*endpoints, *extra_endpoints]:
         capability = ET.SubElement(root, "capability", {"standardID": standard_id})

@@ -22,6 +22,7 @@ from qcat.worker.errors import WorkerUnavailable
 from services.limits import Overloaded
 from services.tap.formats import ResultInfo, UnknownFormat, error_document
 from services.tap.params import ParameterError
+from services.tap.upload import UploadError
 
 #: DALI error documents are VOTables.
 VOTABLE_MEDIA_TYPE = "application/x-votable+xml"
@@ -32,9 +33,15 @@ class ServiceUnavailable(Exception):
     """Queries cannot run now (workers down); carries the message for the client."""
 
 
+#: Failures caused by what the client sent.
+_BAD_REQUEST = (ParameterError, UnknownFormat, AdqlSyntaxError, QueryError, UploadError)
+
+
 def error_status(error: BaseException) -> int:
     """The HTTP status for ``error``."""
-    if isinstance(error, ParameterError | UnknownFormat | AdqlSyntaxError | QueryError):
+    if isinstance(
+        error, ParameterError | UnknownFormat | AdqlSyntaxError | QueryError | UploadError
+    ):
         return 400
     if isinstance(error, Overloaded | ServiceUnavailable | WorkerUnavailable):
         return 503

@@ -30,12 +30,22 @@ Params = dict[str, str]
 
 
 async def read_params(request: Request, *, max_chars: int) -> Params:
-    """The request's parameters, upper-cased names -> value (URL and, for POST, the body).
+    """The request's parameters, upper-cased names -> value (URL and, for POST, the body)."""
+    params, _ = await read_request(request, max_chars=max_chars, max_upload_bytes=0)
+    return params
 
-    A parameter given twice with different values is an error naming it;
-    file parts of a multipart body are ignored (no UPLOAD support yet).
+
+async def read_request(
+    request: Request, *, max_chars: int, max_upload_bytes: int
+) -> tuple[Params, dict[str, bytes]]:
+    """The parameters (as :func:`read_params`) and the file parts of a multipart body.
+
+    File parts are what ``UPLOAD=name,param:part`` refers to; one larger than
+    ``max_upload_bytes`` is an error naming it. A parameter given twice with
+    different values is an error naming it.
     """
     pairs: list[tuple[str, str]] = list(request.query_params.multi_items())
+    parts: dict[str, bytes] = {}
     if request.method == "POST":
         try:
             form = await request.form(
@@ -45,9 +55,21 @@ async def read_params(request: Request, *, max_chars: int) -> Params:
             raise
         except Exception as e:  # malformed bodies raise parser-specific errors
             raise ParameterError(f"cannot read the request body: {e}") from None
-        pairs += [(k, v) for k, v in form.multi_items() if not isinstance(v, UploadFile)]
-        await form.close()
-    return _fold(pairs)
+        try:
+            for name, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    data = await value.read(max_upload_bytes + 1)
+                    if len(data) > max_upload_bytes:
+                        raise ParameterError(
+                            f"the uploaded part {name!r} is larger than the upload limit of "
+                            f"{max_upload_bytes:,} bytes (setting tap_upload_max_bytes)"
+                        )
+                    parts[name] = data
+                else:
+                    pairs.append((name, value))
+        finally:
+            await form.close()
+    return _fold(pairs), parts
 
 
 def _fold(pairs: Iterable[tuple[str, str]]) -> Params:
@@ -68,6 +90,8 @@ class SyncQuery:
     query: str
     format: OutputFormat
     maxrec: int
+    #: The UPLOAD parameter (``name,uri;...``), if any.
+    upload: str | None = None
 
 
 def sync_query(params: Params, settings: ServiceSettings) -> SyncQuery:
@@ -75,8 +99,6 @@ def sync_query(params: Params, settings: ServiceSettings) -> SyncQuery:
     request = params.get("REQUEST")
     if request is not None and request.lower() != "doquery":
         raise ParameterError(f"REQUEST={request} is not supported; use REQUEST=doQuery or omit it")
-    if "UPLOAD" in params:
-        raise ParameterError("UPLOAD is not supported by this service")
     lang = params.get("LANG", "ADQL").strip()
     if lang.upper() not in LANGUAGES:
         raise ParameterError(f"LANG={lang} is not supported; use one of {', '.join(LANGUAGES)}")
@@ -88,7 +110,8 @@ def sync_query(params: Params, settings: ServiceSettings) -> SyncQuery:
             f"QUERY has {len(query):,} characters, more than the limit of "
             f"{settings.tap_max_query_chars:,} (setting tap_max_query_chars)"
         )
-    return SyncQuery(lang.upper(), query, response_format(params), maxrec(params, settings))
+    upload = params.get("UPLOAD") or None
+    return SyncQuery(lang.upper(), query, response_format(params), maxrec(params, settings), upload)
 
 
 def response_format(params: Params) -> OutputFormat:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import pyarrow as pa
 
 from qcat.czar.dispatch import QueryFailed
 from qcat.czar.engine import QueryResult
+from qcat.czar.uploads import UploadTable
 from qcat.errors import QcatError
 from services.limits import QuerySlot
 from services.querylog import QueryLogEntry
@@ -35,9 +36,17 @@ logger = logging.getLogger("qcat.service")
 class QueryRun:
     """Runs ``request`` for ``client`` holding ``slot``; streams the encoded result."""
 
-    def __init__(self, service: Service, request: SyncQuery, client: str, slot: QuerySlot) -> None:
+    def __init__(
+        self,
+        service: Service,
+        request: SyncQuery,
+        client: str,
+        slot: QuerySlot,
+        uploads: Sequence[UploadTable] = (),
+    ) -> None:
         self.service = service
         self.request = request
+        self.uploads = uploads
         self.client = client
         self.slot = slot
         self.query_id = uuid.uuid4().hex
@@ -67,7 +76,9 @@ class QueryRun:
         early (a bad chunk task, a dead worker, the time limit of an aggregate)
         still get an error document with the right HTTP status.
         """
-        self._result = self.service.engine.execute(self.request.query, query_id=self.query_id)
+        self._result = self.service.engine.execute(
+            self.request.query, query_id=self.query_id, uploads=self.uploads
+        )
         reader = self._result.reader
         first: pa.RecordBatch | None = None
         if self.request.maxrec > 0:

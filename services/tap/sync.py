@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import time
 
+import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from qcat.czar.uploads import UploadTable
 from services.limits import Overloaded
 from services.service import Service
+from services.settings import ServiceSettings
 from services.tap.errors import error_message, error_response, error_status
-from services.tap.params import ParameterError, Params, read_params, sync_query
+from services.tap.params import ParameterError, Params, SyncQuery, read_request, sync_query
 from services.tap.query_run import QueryRun, rejected_entry
 from services.tap.response import QueryResponse
+from services.tap.upload import UploadError, read_uploads
 
 
 def client_address(request: Request) -> str:
@@ -27,10 +31,15 @@ async def sync_endpoint(request: Request) -> Response:
     client = client_address(request)
     params: Params = {}
     try:
-        params = await read_params(request, max_chars=service.settings.tap_max_query_chars)
+        params, parts = await read_request(
+            request,
+            max_chars=service.settings.tap_max_query_chars,
+            max_upload_bytes=service.settings.tap_upload_max_bytes,
+        )
         query = sync_query(params, service.settings)
+        uploads = await anyio.to_thread.run_sync(uploads_of, query, parts, service.settings)
         slot = service.limiter.acquire(client)
-    except (ParameterError, Overloaded) as e:
+    except (ParameterError, UploadError, Overloaded) as e:
         status, message = error_status(e), error_message(e)
         service.query_log.record(rejected_entry(client, params, status, message, started))
         return error_response(message, status)
@@ -38,4 +47,18 @@ async def sync_endpoint(request: Request) -> Response:
         message = "the client disconnected while sending the request"
         service.query_log.record(rejected_entry(client, params, 400, message, started))
         return Response(status_code=400)
-    return QueryResponse(QueryRun(service, query, client, slot))
+    return QueryResponse(QueryRun(service, query, client, slot, uploads))
+
+
+def uploads_of(
+    query: SyncQuery, parts: dict[str, bytes], settings: ServiceSettings
+) -> list[UploadTable]:
+    """The tables the query's UPLOAD parameter names (none without one)."""
+    if query.upload is None:
+        return []
+    return read_uploads(
+        query.upload,
+        parts,
+        max_bytes=settings.tap_upload_max_bytes,
+        max_rows=settings.tap_upload_max_rows,
+    )

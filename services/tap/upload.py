@@ -22,7 +22,6 @@ import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +29,7 @@ from astropy.io import votable
 from astropy.io.votable.exceptions import VOTableSpecWarning, VOWarning
 
 from qcat.czar.adql.keywords import is_reserved
+from qcat.czar.uploads import UploadTable
 from qcat.errors import QcatError
 from qcat.schema import ColumnSpec, TableSpec
 
@@ -67,15 +67,6 @@ class UploadError(QcatError):
     """An upload is missing, too large, unreachable or not a usable VOTable."""
 
 
-@dataclass(frozen=True)
-class UploadedTable:
-    """One uploaded table, ready to be queried as ``TAP_UPLOAD.<name>``."""
-
-    name: str
-    spec: TableSpec
-    table: pa.Table
-
-
 def parse_upload_parameter(value: str) -> list[tuple[str, str]]:
     """``[(name, uri), ...]`` from an UPLOAD value; :class:`UploadError` if malformed."""
     pairs: list[tuple[str, str]] = []
@@ -106,7 +97,7 @@ def read_uploads(
     max_bytes: int,
     max_rows: int,
     fetch_timeout_s: float = 30.0,
-) -> list[UploadedTable]:
+) -> list[UploadTable]:
     """Every table an UPLOAD value names, read from ``parts`` (by part name) or loopback URLs."""
     tables = []
     for name, uri in parse_upload_parameter(value):
@@ -147,7 +138,7 @@ def fetch(name: str, uri: str, *, max_bytes: int, timeout_s: float) -> bytes:
     return bytes(data)
 
 
-def votable_to_arrow(name: str, data: bytes, *, max_rows: int) -> UploadedTable:
+def votable_to_arrow(name: str, data: bytes, *, max_rows: int) -> UploadTable:
     """The first table of the VOTable ``data`` as Arrow plus its column metadata."""
     try:
         with warnings.catch_warnings():
@@ -184,7 +175,11 @@ def votable_to_arrow(name: str, data: bytes, *, max_rows: int) -> UploadedTable:
                 ucd=field.ucd or None,
             )
         )
-        arrays.append(_arrow_column(vot.array[field.ID or field.name], datatype))
+        values = vot.array[field.ID or field.name]
+        try:
+            arrays.append(_arrow_column(values, datatype))
+        except pa.ArrowInvalid as e:
+            raise UploadError(f"UPLOAD {name}: column {column_name!r}: {_first_line(e)}") from None
     spec = TableSpec(
         schema_name=UPLOAD_SCHEMA,
         name=name,
@@ -192,14 +187,19 @@ def votable_to_arrow(name: str, data: bytes, *, max_rows: int) -> UploadedTable:
         description=f"Table uploaded with the query as {UPLOAD_SCHEMA}.{name}",
     )
     schema = pa.schema([pa.field(c.name, c.arrow_type) for c in columns])
-    return UploadedTable(name, spec, pa.Table.from_arrays(arrays, schema=schema))
+    return UploadTable(spec, pa.Table.from_arrays(arrays, schema=schema))
 
 
 def _felis_type(name: str, field: votable.tree.Field) -> str:
     datatype = field.datatype
     arraysize = field.arraysize
     if datatype in ("char", "unicodeChar"):
-        return _VOTABLE_TO_FELIS[datatype]
+        # DALI timestamps are ISO 8601 strings; as timestamps they compare and sort as times.
+        return (
+            "timestamp"
+            if (field.xtype or "").lower() == "timestamp"
+            else _VOTABLE_TO_FELIS[datatype]
+        )
     if arraysize not in (None, "1"):
         raise UploadError(
             f"UPLOAD {name}: column {field.name!r} is an array ({datatype}[{arraysize}]); "
@@ -217,11 +217,14 @@ def _arrow_column(values: np.ndarray, datatype: str) -> pa.Array:
     target = ColumnSpec("x", datatype).arrow_type
     mask = np.ma.getmaskarray(values)
     data = np.ma.getdata(values)
-    if pa.types.is_string(target):
+    if pa.types.is_string(target) or pa.types.is_timestamp(target):
         texts = [
             None if m else (v.decode() if isinstance(v, bytes) else str(v))
             for v, m in zip(data.tolist(), mask.tolist(), strict=True)
         ]
+        if pa.types.is_timestamp(target):  # ISO 8601, UTC: Arrow wants no zone suffix
+            stripped = [t.strip().removesuffix("Z") or None if t else None for t in texts]
+            return pa.array(stripped, type=pa.string()).cast(target)
         return pa.array(texts, type=target)
     if pa.types.is_floating(target):
         mask = mask | np.isnan(data.astype(np.float64))

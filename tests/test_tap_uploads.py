@@ -1,0 +1,129 @@
+"""TAP_UPLOAD over HTTP: a positional crossmatch of an uploaded list, sync and async.
+
+The answer is checked against astropy's ``search_around_sky`` on the raw
+catalog; the plan must match the upload chunk by chunk on the workers.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import astropy.units as u
+import httpx
+import numpy as np
+import pytest
+import pyvo
+from astropy.coordinates import SkyCoord, search_around_sky
+from astropy.io.votable import from_table, writeto
+from astropy.table import Table
+
+from services.settings import ServiceSettings
+from services.tap.upload import votable_to_arrow
+from tests.service_support import Served, dali_error, demo_service
+
+RADIUS_DEG = 0.05
+CROSSMATCH = (  # the query TOPCAT writes for an upload crossmatch
+    "SELECT u.id, o.objectId, DISTANCE(POINT('ICRS', u.ra, u.dec), "
+    "POINT('ICRS', o.coord_ra, o.coord_dec)) AS sep "
+    "FROM TAP_UPLOAD.targets AS u JOIN demo.Object AS o "
+    "ON 1 = CONTAINS(POINT('ICRS', o.coord_ra, o.coord_dec), "
+    f"CIRCLE('ICRS', u.ra, u.dec, {RADIUS_DEG}))"
+)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    settings = ServiceSettings.defaults(tap_upload_max_bytes=200_000)
+    with demo_service(tmp_path_factory.mktemp("upload"), settings, threshold=300) as served:
+        yield served
+
+
+def targets(served: Served, n: int = 60) -> Table:
+    """Positions near catalog objects (so there are matches), plus a few anywhere."""
+    rows = served.raw_rows(f"SELECT coord_ra, coord_dec FROM object USING SAMPLE {n} ROWS")
+    rng = np.random.default_rng(3)
+    ra = np.array([r[0] for r in rows]) + rng.normal(0, 0.01, len(rows))
+    dec = np.clip(np.array([r[1] for r in rows]) + rng.normal(0, 0.01, len(rows)), -90, 90)
+    table = Table({"id": np.arange(len(rows)), "ra": np.mod(ra, 360), "dec": dec})
+    table["ra"].unit = u.deg
+    table["dec"].unit = u.deg
+    return table
+
+
+def expected(served: Served, table: Table) -> set[tuple[int, int]]:
+    rows = served.raw_rows("SELECT objectId, coord_ra, coord_dec FROM object")
+    ids = np.array([r[0] for r in rows])
+    catalog = SkyCoord([r[1] for r in rows] * u.deg, [r[2] for r in rows] * u.deg)
+    mine = SkyCoord(table["ra"], table["dec"])
+    i, j, _, _ = search_around_sky(mine, catalog, RADIUS_DEG * u.deg)
+    return {(int(table["id"][a]), int(ids[b])) for a, b in zip(i, j, strict=True)}
+
+
+def votable_bytes(table: Table) -> bytes:
+    out = io.BytesIO()
+    writeto(from_table(table), out)
+    return out.getvalue()
+
+
+def test_sync_crossmatch_matches_astropy(served: Served) -> None:
+    table = targets(served)
+    result = pyvo.dal.TAPService(served.url).run_sync(CROSSMATCH, uploads={"targets": table})
+    got = {(int(r["id"]), int(r["objectId"])) for r in result}
+    want = expected(served, table)
+    assert want and got == want
+    assert all(float(r["sep"]) <= RADIUS_DEG for r in result)
+
+
+def test_the_crossmatch_runs_per_chunk_on_the_workers(served: Served) -> None:
+    upload = votable_to_arrow("targets", votable_bytes(targets(served)), max_rows=1000)
+    result = served.service.engine.execute(CROSSMATCH, uploads=[upload])
+    try:
+        assert result.plan.shape == "chunk-local"
+        sql = result.plan.chunk_queries[0].sql
+        assert "BETWEEN u.dec -" in sql  # the declination band that makes it a range join
+        result.reader.read_all()
+    finally:
+        result.close()
+    assert not list((served.data / "tables" / "_uploads").glob("*"))  # staged files removed
+
+
+def test_async_crossmatch_with_an_upload(served: Served) -> None:
+    table = targets(served, 30)
+    result = pyvo.dal.TAPService(served.url).run_async(CROSSMATCH, uploads={"targets": table})
+    assert {(int(r["id"]), int(r["objectId"])) for r in result} == expected(served, table)
+
+
+def test_upload_errors_name_the_upload(served: Served) -> None:
+    url = served.url + "/sync"
+    query = {"QUERY": "SELECT * FROM TAP_UPLOAD.t", "UPLOAD": "t,param:f"}
+    bad = httpx.post(url, data=query, files={"f": ("t.xml", b"<VOTABLE><nope")})
+    assert "UPLOAD t: not a readable VOTable" in dali_error(bad, 400)
+    missing = httpx.post(url, data=query, files={"g": ("t.xml", b"x")})
+    assert "no part called 'f'" in dali_error(missing, 400)
+    big = httpx.post(url, data=query, files={"f": ("t.xml", b"x" * 300_000)})
+    assert "upload limit" in dali_error(big, 400)
+    far = httpx.post(url, data={**query, "UPLOAD": "t,http://192.0.2.1/t.xml"})
+    assert "only fetches uploads from its own host" in dali_error(far, 400)
+    # The service still answers after all that.
+    ok = httpx.post(
+        url,
+        data={**query, "RESPONSEFORMAT": "csv"},
+        files={"f": ("t.xml", votable_bytes(Table({"x": [1, 2, 3]})))},
+    )
+    assert ok.status_code == 200 and ok.text.split() == ["x", "1", "2", "3"]
+
+
+def test_uploads_are_queryable_like_tables(served: Served) -> None:
+    table = Table({"name": ["a", "b"], "mag": [20.5, 21.0]})
+    table["mag"].unit = u.mag
+    result = pyvo.dal.TAPService(served.url).run_sync(
+        "SELECT name, mag FROM TAP_UPLOAD.stars WHERE mag > 20.7", uploads={"stars": table}
+    )
+    assert [(str(r["name"]), float(r["mag"])) for r in result] == [("b", 21.0)]
+    assert str(result.to_table()["mag"].unit) == "mag"
+
+
+def test_upload_table_names_do_not_leak_between_queries(served: Served) -> None:
+    response = httpx.post(served.url + "/sync", data={"QUERY": "SELECT * FROM TAP_UPLOAD.stars"})
+    assert "TAP_UPLOAD.stars" in dali_error(response, 400)
