@@ -1,0 +1,119 @@
+"""TAP benchmark: the low-volume questions through HTTP, as a pyvo-like client sends them.
+
+Run after ``bench.ingest`` has built a catalog (default: the 10M-object one):
+
+    uv run python -m bench.tap --data bench/out/qcat-data
+
+It starts ``qcat serve`` (2 local workers) as its own process, then times
+``--repeat`` synchronous queries per question over one keep-alive HTTP
+connection (POST /tap/sync, VOTable BINARY2, what ``pyvo.TAPService.run_sync``
+sends), parsing each answer with astropy as pyvo does. ``bench.query`` times
+the same questions through ``QueryEngine`` without HTTP, so the HTTP
+layer's share is the difference. Medians are printed; figures are recorded
+by hand in ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from astropy.io.votable import parse
+
+from bench.query import CONE_CENTRE, LOW_VOLUME
+
+
+def _serve(data: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "qcat",
+            "serve",
+            "--data",
+            str(data),
+            "--port",
+            "0",
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        found = re.search(r"(http://127\.0\.0\.1:\d+/tap)", line)
+        if found:
+            return proc, found.group(1)
+    raise SystemExit("qcat serve did not start")
+
+
+def _key(client: httpx.Client, url: str) -> int:
+    """An objectId in the dense field the cones look at."""
+    ra, dec = CONE_CENTRE
+    adql = (
+        "SELECT TOP 1 objectId FROM demo.Object WHERE "
+        f"CONTAINS(POINT(coord_ra, coord_dec), CIRCLE({ra}, {dec}, 0.01)) = 1"
+    )
+    response = client.post(f"{url}/sync", data={"QUERY": adql, "RESPONSEFORMAT": "csv"})
+    response.raise_for_status()
+    return int(response.text.split()[1])
+
+
+def _median_ms(times: list[float]) -> float:
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", type=Path, default=Path("bench/out/qcat-data"))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=21)
+    args = ap.parse_args()
+    ra, dec = CONE_CENTRE
+    proc, url = _serve(args.data, args.workers)
+    try:
+        print(f"{url}: {args.workers} workers, median of {args.repeat} runs", flush=True)
+        with httpx.Client(timeout=60) as client:
+            key = _key(client, url)
+            questions = {
+                label: template.format(key=key, ra=ra, dec=dec)
+                for label, template in LOW_VOLUME.items()
+            }
+            for label, adql in questions.items():
+                data = {"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": adql, "MAXREC": "100000"}
+
+                def ask(data: dict[str, str] = data) -> int:
+                    response = client.post(f"{url}/sync", data=data)
+                    response.raise_for_status()
+                    table = parse(io.BytesIO(response.content)).get_first_table()
+                    return len(table.array)
+
+                rows = ask()  # warm caches
+                times = []
+                for _ in range(args.repeat):
+                    t0 = time.perf_counter()
+                    ask()
+                    times.append(time.perf_counter() - t0)
+                print(
+                    f"{label:<28} {rows:>6} rows  HTTP median {_median_ms(times):7.1f} ms",
+                    flush=True,
+                )
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+if __name__ == "__main__":
+    main()
