@@ -186,10 +186,8 @@ async def phase_resource(request: Request) -> Response:
     service: Service = request.app.state.service
     job_id = request.path_params["job_id"]
     if request.method == "POST":
-        params = await _params(request, service)
-        if "PHASE" not in params:
-            raise ParameterError("PHASE is missing: POST PHASE=RUN or PHASE=ABORT")
-        await anyio.to_thread.run_sync(_set_phase, service, job_id, params["PHASE"])
+        phase = await _posted(request, service, "PHASE", "POST PHASE=RUN or PHASE=ABORT")
+        await anyio.to_thread.run_sync(_set_phase, service, job_id, phase)
         return _see(request, job_id)
     job = await anyio.to_thread.run_sync(service.jobs.get, job_id)
     return PlainTextResponse(job.phase)
@@ -217,11 +215,9 @@ async def duration_resource(request: Request) -> Response:
     service: Service = request.app.state.service
     job_id = request.path_params["job_id"]
     if request.method == "POST":
-        params = await _params(request, service)
-        if "EXECUTIONDURATION" not in params:
-            raise ParameterError("EXECUTIONDURATION is missing")
+        seconds = await _posted(request, service, "EXECUTIONDURATION", "give it in seconds")
         job = await anyio.to_thread.run_sync(service.jobs.get, job_id)
-        await anyio.to_thread.run_sync(_set_duration, service, job, params["EXECUTIONDURATION"])
+        await anyio.to_thread.run_sync(_set_duration, service, job, seconds)
         return _see(request, job_id)
     job = await anyio.to_thread.run_sync(service.jobs.get, job_id)
     return PlainTextResponse(str(job.execution_duration))
@@ -243,10 +239,8 @@ async def destruction_resource(request: Request) -> Response:
     service: Service = request.app.state.service
     job_id = request.path_params["job_id"]
     if request.method == "POST":
-        params = await _params(request, service)
-        if "DESTRUCTION" not in params:
-            raise ParameterError("DESTRUCTION is missing")
-        when = _destruction(params["DESTRUCTION"], service)
+        value = await _posted(request, service, "DESTRUCTION", "give an ISO 8601 time")
+        when = _destruction(value, service)
         await anyio.to_thread.run_sync(
             lambda: service.jobs.transition(job_id, PHASES, destruction=when)
         )
@@ -325,6 +319,14 @@ async def owner_resource(request: Request) -> Response:
 
 async def _params(request: Request, service: Service) -> Params:
     return await read_params(request, max_chars=service.settings.tap_max_query_chars)
+
+
+async def _posted(request: Request, service: Service, name: str, hint: str) -> str:
+    """The one parameter a POST to a job's sub-resource must carry."""
+    params = await _params(request, service)
+    if name not in params:
+        raise ParameterError(f"{name} is missing: {hint}")
+    return params[name]
 
 
 def _param_ci(request: Request, name: str) -> str | None:

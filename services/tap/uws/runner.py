@@ -204,30 +204,24 @@ class JobRunner:
             )
         except BaseException as e:  # the job's failure is reported in the job, not raised
             if job_id in self._timed_out:
+                phase = ABORTED
                 message = (
                     f"the job was aborted: it ran longer than its execution duration of "
                     f"{job.execution_duration} s"
                 )
-                self.jobs.transition(
-                    job_id,
-                    [EXECUTING],
-                    phase=ABORTED,
-                    end_time=now(),
-                    error_type="fatal",
-                    error_message=message,
-                )
             else:
+                phase = ERROR
                 message = str(e) if isinstance(e, QcatError) else f"{type(e).__name__}: {e}"
                 if not isinstance(e, QcatError):
                     log.exception("job %s failed", job_id)
-                self.jobs.transition(
-                    job_id,
-                    [EXECUTING],
-                    phase=ERROR,
-                    end_time=now(),
-                    error_type="fatal",
-                    error_message=message,
-                )
+            self.jobs.transition(
+                job_id,
+                [EXECUTING],
+                phase=phase,
+                end_time=now(),
+                error_type="fatal",
+                error_message=message,
+            )
         finally:
             timer.cancel()
             self._timers.pop(job_id, None)
