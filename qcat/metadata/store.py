@@ -11,6 +11,7 @@ import difflib
 import json
 import os
 import re
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,7 +71,7 @@ class MetadataStore:
         """Open the database at the SQLAlchemy ``url`` and upgrade its schema."""
         self._engine = create_metadata_engine(url)
         try:
-            upgrade_to_head(self._engine)
+            _upgrade_waiting_for_locks(self._engine)
         except OperationalError as e:
             self._engine.dispose()
             where = self._engine.url.render_as_string(hide_password=True)
@@ -728,3 +729,29 @@ def _commit_one(conn: Connection, c: VersionCommit) -> VersionRecord:
     except IntegrityError as e:
         raise IngestError(f"table {name}: cannot publish the new version: {e.orig}") from e
     return _version_record(_version_row(conn, name, number))
+
+
+#: Seconds a new store keeps retrying while other processes hold SQLite's locks.
+OPEN_RETRY_S = 60.0
+
+
+def _upgrade_waiting_for_locks(engine: Engine) -> None:
+    """:func:`upgrade_to_head`, retried while SQLite reports the database locked.
+
+    Several processes opening a new data directory at once (a service, its
+    workers, an ingest) race to create it: switching a fresh file to WAL
+    journaling and the first migration take locks that SQLite does not
+    always wait for with its busy timeout, so the losers retry here.
+    """
+    deadline = time.monotonic() + OPEN_RETRY_S
+    delay = 0.01
+    while True:
+        try:
+            upgrade_to_head(engine)
+            return
+        except OperationalError as e:
+            if "locked" not in str(e.orig) or time.monotonic() > deadline:
+                raise
+            engine.dispose()  # a connection may be left mid-way; start afresh
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
