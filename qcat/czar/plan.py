@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -228,8 +229,14 @@ def _joined_on_director_key(d: _Ref, c: _Ref, terms: list[exp.Expression]) -> bo
     return False
 
 
-def _neighbour_radius(x: _Ref, y: _Ref, terms: list[exp.Expression]) -> float | None:
-    """Radius of a ``DISTANCE(x, y) < r`` (or CONTAINS in a circle around x) term."""
+def _positional_matches(
+    terms: list[exp.Expression],
+) -> Iterator[tuple[exp.Expression, exp.Expression, float]]:
+    """``(p, q, r)`` for every term saying two positions are within ``r`` degrees.
+
+    The forms: ``DISTANCE(p, q) < r`` (or ``<=``), ``ANGDIST(...) < r``, and
+    ``CONTAINS(p, CIRCLE(q, r)) = 1``. ``p`` and ``q`` are POINT expressions.
+    """
     from qcat.czar.adql.expressions import (
         AdqlCircle,
         AdqlContains,
@@ -238,42 +245,51 @@ def _neighbour_radius(x: _Ref, y: _Ref, terms: list[exp.Expression]) -> float | 
         QcatAngDist,
     )
 
-    def position_of(p: exp.Expression, ref: _Ref) -> bool:
-        return (
-            isinstance(p, AdqlPoint)
-            and isinstance(p.args["coord1"], exp.Column)
-            and p.args["coord1"].table == ref.alias
-            and p.args["coord1"].name == (ref.table.spec.ra_column or "").lower()
-            and isinstance(p.args["coord2"], exp.Column)
-            and p.args["coord2"].table == ref.alias
-            and p.args["coord2"].name == (ref.table.spec.dec_column or "").lower()
-        )
-
-    def pair(p: exp.Expression, q: exp.Expression) -> bool:
-        return (position_of(p, x) and position_of(q, y)) or (
-            position_of(p, y) and position_of(q, x)
-        )
-
     for t in terms:
         if isinstance(t, (exp.LT, exp.LTE)):
             r = constant_number(t.expression)
             d = t.this
-            if r is not None and isinstance(d, AdqlDistance) and pair(d.this, d.expression):
-                return r
+            if r is not None and isinstance(d, AdqlDistance):
+                yield d.this, d.expression, r
             if r is not None and isinstance(d, QcatAngDist):
                 p = AdqlPoint(coord1=d.args["ra1"], coord2=d.args["dec1"])
                 q = AdqlPoint(coord1=d.args["ra2"], coord2=d.args["dec2"])
-                if pair(p, q):
-                    return r
+                yield p, q, r
         if isinstance(t, exp.EQ):
             for c, one in ((t.this, t.expression), (t.expression, t.this)):
                 if (
                     isinstance(c, AdqlContains)
                     and constant_number(one) == 1.0
                     and isinstance(c.expression, AdqlCircle)
-                    and pair(c.this, c.expression.args["center"])
                 ):
-                    return constant_number(c.expression.args["radius"])
+                    r = constant_number(c.expression.args["radius"])
+                    if r is not None:
+                        yield c.this, c.expression.args["center"], r
+
+
+def _is_position_of(p: exp.Expression, ref: _Ref) -> bool:
+    """Whether ``p`` is ``POINT(ra, dec)`` of ``ref``'s main position columns."""
+    from qcat.czar.adql.expressions import AdqlPoint
+
+    spec = ref.table.spec
+    return (
+        isinstance(p, AdqlPoint)
+        and isinstance(p.args["coord1"], exp.Column)
+        and p.args["coord1"].table == ref.alias
+        and p.args["coord1"].name == (spec.ra_column or "").lower()
+        and isinstance(p.args["coord2"], exp.Column)
+        and p.args["coord2"].table == ref.alias
+        and p.args["coord2"].name == (spec.dec_column or "").lower()
+    )
+
+
+def _neighbour_radius(x: _Ref, y: _Ref, terms: list[exp.Expression]) -> float | None:
+    """Radius of a ``DISTANCE(x, y) < r`` (or CONTAINS in a circle around x) term."""
+    for p, q, r in _positional_matches(terms):
+        if (_is_position_of(p, x) and _is_position_of(q, y)) or (
+            _is_position_of(p, y) and _is_position_of(q, x)
+        ):
+            return r
     return None
 
 
@@ -503,66 +519,34 @@ def _broadcast_match_bands(
     declinations differ by at most r; saying so lets DuckDB run a range join
     instead of testing every pair.
     """
-    from qcat.czar.adql.expressions import AdqlCircle, AdqlContains, AdqlDistance, AdqlPoint
+    from qcat.czar.adql.expressions import AdqlPoint
 
-    spec = driver.table.spec
-    if not (spec.ra_column and spec.dec_column):
+    dec_column = driver.table.spec.dec_column
+    if not (driver.table.spec.ra_column and dec_column):
         return []
     others = {r.alias for r in refs if r is not driver}
-
-    def is_driver(p: exp.Expression) -> bool:
-        return (
-            isinstance(p, AdqlPoint)
-            and isinstance(p.args["coord1"], exp.Column)
-            and isinstance(p.args["coord2"], exp.Column)
-            and p.args["coord1"].table == driver.alias
-            and p.args["coord2"].table == driver.alias
-            and p.args["coord1"].name == (spec.ra_column or "").lower()
-            and p.args["coord2"].name == (spec.dec_column or "").lower()
-        )
 
     def other_dec(p: exp.Expression) -> exp.Expression | None:
         if not isinstance(p, AdqlPoint):
             return None
         ra, dec = p.args["coord1"], p.args["coord2"]
         columns = isinstance(ra, exp.Column) and isinstance(dec, exp.Column)
-        if columns and ra.table == dec.table and ra.table in others:
-            return dec
-        return None
-
-    def band(dec: exp.Expression, radius: float) -> exp.Expression:
-        r = exp.Literal.number(literal(radius))
-        return exp.Between(
-            this=exp.column(spec.dec_column.lower(), table=driver.alias),  # type: ignore[union-attr]
-            low=exp.Sub(this=dec.copy(), expression=r),
-            high=exp.Add(this=dec.copy(), expression=r.copy()),
-        )
+        return dec if columns and ra.table == dec.table and ra.table in others else None
 
     out: list[exp.Expression] = []
-    for t in terms:
-        if isinstance(t, (exp.LT, exp.LTE)) and isinstance(t.this, AdqlDistance):
-            r = constant_number(t.expression)
-            p, q = t.this.this, t.this.expression
-            for a, b in ((p, q), (q, p)):
-                dec = other_dec(b)
-                if r is not None and is_driver(a) and dec is not None:
-                    out.append(band(dec, r))
-                    break
-        if isinstance(t, exp.EQ):
-            for c, one in ((t.this, t.expression), (t.expression, t.this)):
-                if not (
-                    isinstance(c, AdqlContains)
-                    and constant_number(one) == 1.0
-                    and isinstance(c.expression, AdqlCircle)
-                ):
-                    continue
-                r = constant_number(c.expression.args["radius"])
-                centre = c.expression.args["center"]
-                for a, b in ((c.this, centre), (centre, c.this)):
-                    dec = other_dec(b)
-                    if r is not None and is_driver(a) and dec is not None:
-                        out.append(band(dec, r))
-                        break
+    for p, q, radius in _positional_matches(terms):
+        for a, b in ((p, q), (q, p)):
+            dec = other_dec(b)
+            if _is_position_of(a, driver) and dec is not None:
+                r = exp.Literal.number(literal(radius))
+                out.append(
+                    exp.Between(
+                        this=exp.column(dec_column.lower(), table=driver.alias),
+                        low=exp.Sub(this=dec.copy(), expression=r),
+                        high=exp.Add(this=dec.copy(), expression=r.copy()),
+                    )
+                )
+                break
     return out
 
 

@@ -22,8 +22,7 @@ from services.querylog import QueryLog, QueryLogEntry
 from services.settings import ServiceSettings
 from services.tap.errors import error_message, error_status
 from services.tap.formats import ResultInfo, write_result
-from services.tap.params import SyncQuery, sync_query
-from services.tap.upload import read_uploads
+from services.tap.params import SyncQuery, sync_query, uploads_of
 from services.tap.uws.jobs import Job
 from services.tap.uws.runner import Execute, JobOutcome
 
@@ -81,14 +80,7 @@ def _execute(
     request = None
     try:
         request = sync_query(params, settings)
-        uploads = []
-        if request.upload is not None:
-            uploads = read_uploads(
-                request.upload,
-                _saved_upload_parts(job_dir),
-                max_bytes=settings.tap_upload_max_bytes,
-                max_rows=settings.tap_upload_max_rows,
-            )
+        uploads = uploads_of(request, _saved_upload_parts(job_dir), settings)
         outcome = _write_result(engine, request, job.job_id, path, uploads)
         return outcome
     except Exception as e:

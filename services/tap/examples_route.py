@@ -6,7 +6,6 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qcat.metadata.store import MetadataStore
 from services.service import Service
 from services.tap.examples import catalog_examples, examples_document
 
@@ -15,11 +14,7 @@ XHTML_MEDIA_TYPE = "application/xhtml+xml"
 
 
 def _document(service: Service) -> bytes:
-    store = MetadataStore.for_data_dir(service.data_dir)
-    try:
-        return examples_document(catalog_examples(store, service.data_dir))
-    finally:
-        store.close()
+    return examples_document(catalog_examples(service.metadata, service.data_dir))
 
 
 async def examples_endpoint(request: Request) -> Response:

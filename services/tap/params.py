@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect, Request
 
+from qcat.czar.uploads import UploadTable
 from qcat.errors import QcatError
 from services.settings import ServiceSettings
 from services.tap.formats import OutputFormat, UnknownFormat, find_format
+from services.tap.upload import read_uploads
 
 #: LANG values accepted (upper case); ADQL 2.0 queries are valid ADQL 2.1.
 LANGUAGES = ("ADQL", "ADQL-2.0", "ADQL-2.1")
@@ -30,19 +32,22 @@ Params = dict[str, str]
 
 
 async def read_params(request: Request, *, max_chars: int) -> Params:
-    """The request's parameters, upper-cased names -> value (URL and, for POST, the body)."""
-    params, _ = await read_request(request, max_chars=max_chars, max_upload_bytes=0)
+    """The request's parameters, upper-cased names -> value (URL and, for POST, the body).
+
+    File parts of a multipart body are not read (see :func:`read_request`).
+    """
+    params, _ = await read_request(request, max_chars=max_chars, max_upload_bytes=None)
     return params
 
 
 async def read_request(
-    request: Request, *, max_chars: int, max_upload_bytes: int
+    request: Request, *, max_chars: int, max_upload_bytes: int | None
 ) -> tuple[Params, dict[str, bytes]]:
     """The parameters (as :func:`read_params`) and the file parts of a multipart body.
 
     File parts are what ``UPLOAD=name,param:part`` refers to; one larger than
-    ``max_upload_bytes`` is an error naming it. A parameter given twice with
-    different values is an error naming it.
+    ``max_upload_bytes`` is an error naming it (``None``: file parts are not
+    read). A parameter given twice with different values is an error naming it.
     """
     pairs: list[tuple[str, str]] = list(request.query_params.multi_items())
     parts: dict[str, bytes] = {}
@@ -58,6 +63,8 @@ async def read_request(
         try:
             for name, value in form.multi_items():
                 if isinstance(value, UploadFile):
+                    if max_upload_bytes is None:
+                        continue
                     data = await value.read(max_upload_bytes + 1)
                     if len(data) > max_upload_bytes:
                         raise ParameterError(
@@ -135,3 +142,17 @@ def maxrec(params: Params, settings: ServiceSettings) -> int:
     if rows < 0:
         raise ParameterError(f"MAXREC must be a non-negative integer, not {value!r}")
     return min(rows, settings.tap_maxrec_hard)
+
+
+def uploads_of(
+    query: SyncQuery, parts: dict[str, bytes], settings: ServiceSettings
+) -> list[UploadTable]:
+    """The tables the query's UPLOAD parameter names (none without one), within the limits."""
+    if query.upload is None:
+        return []
+    return read_uploads(
+        query.upload,
+        parts,
+        max_bytes=settings.tap_upload_max_bytes,
+        max_rows=settings.tap_upload_max_rows,
+    )

@@ -8,15 +8,13 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from qcat.czar.uploads import UploadTable
 from services.limits import Overloaded
 from services.service import Service
-from services.settings import ServiceSettings
 from services.tap.errors import error_message, error_response, error_status
-from services.tap.params import ParameterError, Params, SyncQuery, read_request, sync_query
+from services.tap.params import ParameterError, Params, read_request, sync_query, uploads_of
 from services.tap.query_run import QueryRun, rejected_entry
 from services.tap.response import QueryResponse
-from services.tap.upload import UploadError, read_uploads
+from services.tap.upload import UploadError
 
 
 def client_address(request: Request) -> str:
@@ -48,17 +46,3 @@ async def sync_endpoint(request: Request) -> Response:
         service.query_log.record(rejected_entry(client, params, 400, message, started))
         return Response(status_code=400)
     return QueryResponse(QueryRun(service, query, client, slot, uploads))
-
-
-def uploads_of(
-    query: SyncQuery, parts: dict[str, bytes], settings: ServiceSettings
-) -> list[UploadTable]:
-    """The tables the query's UPLOAD parameter names (none without one)."""
-    if query.upload is None:
-        return []
-    return read_uploads(
-        query.upload,
-        parts,
-        max_bytes=settings.tap_upload_max_bytes,
-        max_rows=settings.tap_upload_max_rows,
-    )
