@@ -166,6 +166,71 @@ def ingest(
         )
 
 
+@main.command("ingest-images")
+@data_option
+@click.option(
+    "--collection",
+    required=True,
+    help="Collection the images belong to (obs_collection; part of their identifiers).",
+)
+@click.option("--strict", is_flag=True, help="Fail (ingesting nothing) if any file is unusable.")
+@click.option("--facility", help="facility_name of every image (default: the TELESCOP keyword).")
+@click.option(
+    "--instrument", help="instrument_name of every image (default: the INSTRUME keyword)."
+)
+@setting_option("--authority", "image_authority")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_reports_errors
+def ingest_images_command(
+    data: Path | None,
+    collection: str,
+    strict: bool,
+    facility: str | None,
+    instrument: str | None,
+    authority: str,
+    quiet: bool,
+    inputs: tuple[Path, ...],
+) -> None:
+    """Ingest FITS images (files, or directories of them) into ivoa.ObsCore.
+
+    Reads each file's headers (celestial WCS of any kind astropy understands,
+    converted to ICRS; filter; times), computes its footprint, copies it to
+    DATA/images/COLLECTION/ and adds its ObsCore row, all in one transaction.
+    Files without a usable WCS are skipped and named (--strict: the ingest
+    fails and nothing changes); images ingested before are skipped.
+
+    \b
+    Examples:
+      qcat ingest-images --data ./qcat-data --collection demo images/
+      qcat ingest-images --collection hsc --facility Subaru --instrument HSC a.fits b.fits.gz
+      qcat ingest-images --collection survey --strict /archive/night-42/
+    """
+    from partition.images import ingest_images
+    from qcat.tap_schema import refresh_tap_schema
+
+    data_dir = resolve_data_dir(data)
+    result = ingest_images(
+        data_dir,
+        collection,
+        list(inputs),
+        strict=strict,
+        facility=facility,
+        instrument=instrument,
+        authority=authority,
+        show_progress=not quiet,
+    )
+    if result.rows_added:
+        refresh_tap_schema(data_dir)
+    for skipped in result.skipped:
+        click.echo(f"skipped: {skipped.path}: {skipped.reason}", err=True)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    v = result.version
+    total = f"; ivoa.ObsCore version {v.version} has {v.num_rows:,} images" if v else ""
+    click.echo(f"{collection}: {result.rows_added} image(s) added{total}")
+
+
 def _table_spec(
     data_dir: Path,
     schema: Path | None,

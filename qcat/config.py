@@ -143,5 +143,27 @@ SETTINGS: dict[str, Setting] = {
             100_000,
             "Longest ADQL text (characters) a TAP request may send.",
         ),
+        Setting(
+            "image_authority",
+            "qcat",
+            "IVOA authority of image identifiers: obs_publisher_did is "
+            "ivo://<authority>/<collection>?<obs_id> (set before the first image ingest).",
+        ),
+        Setting(
+            "datalink_max_ids",
+            500,
+            "ID values one DataLink /datalink/links request resolves; the links of the IDs "
+            "beyond it are left out and the response says QUERY_STATUS=OVERFLOW.",
+        ),
+        Setting(
+            "sia_maxrec_default",
+            1000,
+            "Images an SIA /sia/query returns without MAXREC; more say QUERY_STATUS=OVERFLOW.",
+        ),
+        Setting(
+            "sia_maxrec_hard",
+            100_000,
+            "Largest MAXREC an SIA /sia/query honours (larger values are cut to it).",
+        ),
     )
 }

@@ -84,6 +84,12 @@ class ColumnSpec:
     ucd: str | None = None
     length: int | None = None
     principal: bool = False
+    #: Data-model concept of the column (Felis ``votable:utype``), e.g. an ObsCore utype.
+    utype: str | None = None
+    #: DALI extended type (Felis ``votable:xtype``), e.g. ``adql:REGION``.
+    xtype: str | None = None
+    #: Whether a standard defines the column (Felis ``tap:std``; ``None``: not recorded).
+    std: bool | None = None
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -104,6 +110,8 @@ class TableSpec:
     columns: tuple[ColumnSpec, ...]
     description: str | None = None
     primary_key: tuple[str, ...] = ()
+    #: Data-model concept of the table (Felis ``votable:utype``).
+    utype: str | None = None
     ra_column: str | None = None
     dec_column: str | None = None
     #: Child tables: qualified name of the director table ...
@@ -263,6 +271,7 @@ def load_felis(path: str | Path) -> dict[str, TableSpec]:
             columns=columns,
             description=t.description,
             primary_key=primary_key,
+            utype=t.votable_utype,
             ra_column=ra if director is None else None,
             dec_column=dec if director is None else None,
             director_table=director,
@@ -285,6 +294,9 @@ def _felis_columns(table: Any) -> tuple[ColumnSpec, ...]:
             ucd=c.ivoa_ucd,
             length=c.length,
             principal=bool(c.tap_principal),
+            utype=c.votable_utype,
+            xtype=c.votable_xtype,
+            std=None if c.tap_std is None else bool(c.tap_std),
         )
         for c in table.columns
     )

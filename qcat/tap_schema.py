@@ -49,8 +49,8 @@ SCHEMA_FILE = "tap_schema.yaml"
 #: Seconds :func:`refresh_tap_schema` waits for a concurrent refresh to finish.
 LOCK_WAIT_S = 30.0
 
-#: Schemas whose columns a standard defines (``std = 1``). ``ivoa.ObsCore`` will
-#: need per-column flags (its extension columns are not standard): see the docs.
+#: Schemas whose columns a standard defines (``std = 1``); elsewhere a column is
+#: standard when its Felis ``tap:std`` says so (``ivoa.ObsCore`` says it per column).
 _STANDARD_SCHEMAS = frozenset({TAP_SCHEMA.lower()})
 
 #: Listing order of schemas: the catalog's own first, then ``ivoa``, then TAP_SCHEMA.
@@ -97,10 +97,11 @@ def votable_type(column: ColumnSpec) -> VOTableType:
     ``char`` of length n is fixed-size (``n``; a single character has no
     arraysize), ``string``/``unicode``/``binary`` of length n are bounded
     (``n*``), unbounded ones and ``text`` are ``*``; a timestamp is an
-    ISO 8601 string with xtype ``timestamp`` (DALI).
+    ISO 8601 string with xtype ``timestamp`` (DALI). A Felis ``votable:xtype``
+    (``adql:REGION`` of ObsCore's s_region) is kept.
     """
     datatype = _VOTABLE_DATATYPE[column.datatype]
-    xtype = "timestamp" if column.datatype == "timestamp" else None
+    xtype = column.xtype or ("timestamp" if column.datatype == "timestamp" else None)
     n = column.length
     if column.datatype == "char":
         arraysize = None if n == 1 else (str(n) if n else "*")
@@ -145,6 +146,7 @@ class ColumnInfo:
     column_index: int
     nullable: bool
     primary: bool
+    utype: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ class TableInfo:
     foreign_keys: tuple[ForeignKeyInfo, ...]
     nrows: int | None = None
     table_type: str = "table"
+    utype: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,7 @@ def describe_table(
         indexed.update(c for c in (spec.ra_column, spec.dec_column) if c)
     if spec.kind == "child" and spec.director_fk_column:
         indexed.add(spec.director_fk_column)
-    std = spec.schema_name.lower() in _STANDARD_SCHEMAS
+    standard_schema = spec.schema_name.lower() in _STANDARD_SCHEMAS
     columns = tuple(
         ColumnInfo(
             name=adql_name(c.name),
@@ -214,10 +217,12 @@ def describe_table(
             ucd=c.ucd or None,
             indexed=c.name in indexed,
             principal=c.principal,
-            std=std,
+            # Felis tap:std 1 marks a standard's column in another schema (ObsCore's).
+            std=standard_schema or bool(c.std),
             column_index=i,
             nullable=c.nullable,
             primary=c.name in spec.primary_key,
+            utype=c.utype or None,
         )
         for i, c in enumerate((c for c in spec.columns if c.name != HEALPIX_COLUMN), start=1)
     )
@@ -229,6 +234,7 @@ def describe_table(
         columns=columns,
         foreign_keys=tuple(_foreign_keys(spec, tables)),
         nrows=nrows,
+        utype=spec.utype or None,
     )
 
 
@@ -391,7 +397,7 @@ def tap_schema_tables(source: MetadataStore | CatalogSnapshot) -> dict[str, pa.T
                 "schema_name": t.schema_name,
                 "table_name": t.name,
                 "table_type": t.table_type,
-                "utype": None,
+                "utype": t.utype,
                 "description": t.description,
                 "table_index": t.table_index,
             }
@@ -429,7 +435,7 @@ def _column_row(table: str, c: ColumnInfo) -> dict[str, Any]:
         "xtype": c.type.xtype,
         "size": c.size,
         "description": c.description,
-        "utype": None,
+        "utype": c.utype,
         "unit": c.unit,
         "ucd": c.ucd,
         "indexed": int(c.indexed),

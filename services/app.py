@@ -1,10 +1,11 @@
 """The HTTP service: one Starlette app, one base URL (DESIGN.md section 5).
 
 ``create_app(service)`` mounts the protocols on the paths the design fixes
-(``/tap``, ``/healthz``); the :class:`~services.service.Service` it is given
-owns the query engine and is started and closed by its creator (``qcat
-serve``, a test fixture). Errors never show a stack trace: under ``/tap``
-they are DALI error documents, elsewhere plain text.
+(``/tap``, ``/sia``, ``/soda``, ``/datalink``, ``/images``, ``/healthz``); the
+:class:`~services.service.Service` it is given owns the query engine and is
+started and closed by its creator (``qcat serve``, a test fixture). Errors
+never show a stack trace: under the IVOA protocols' paths they are DALI error
+documents, elsewhere plain text.
 """
 
 from __future__ import annotations
@@ -19,14 +20,20 @@ from starlette.routing import Route
 
 from services.health import healthz_endpoint
 from services.service import Service
+from services.sia.routes import image_routes
 from services.tap.errors import error_message, error_response
 from services.tap.routes import tap_mount
 
 logger = logging.getLogger("qcat.service")
 
 
+#: Paths whose errors are DALI error documents (VOTable), not plain text.
+DALI_PREFIXES = ("/tap", "/sia", "/soda", "/datalink")
+
+
 def _is_tap(request: Request) -> bool:
-    return request.url.path == "/tap" or request.url.path.startswith("/tap/")
+    path = request.url.path
+    return any(path == p or path.startswith(p + "/") for p in DALI_PREFIXES)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -48,7 +55,11 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 def create_app(service: Service) -> Starlette:
     """The ASGI app serving ``service`` (which stays open when the app stops)."""
     app = Starlette(
-        routes=[tap_mount(), Route("/healthz", healthz_endpoint, methods=["GET", "HEAD"])],
+        routes=[
+            tap_mount(),
+            *image_routes(),
+            Route("/healthz", healthz_endpoint, methods=["GET", "HEAD"]),
+        ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
     app.state.service = service

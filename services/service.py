@@ -27,6 +27,8 @@ from qcat.worker.pool import LocalWorkers
 from services.limits import QueryLimiter
 from services.querylog import QueryLog
 from services.settings import ServiceSettings
+from services.sia.image_index import ImageIndex
+from services.sia.soda_jobs import SODA_JOBS, soda_executor
 from services.tap.async_query import job_executor
 from services.tap.uws.jobs import JobStore
 from services.tap.uws.runner import JobRunner
@@ -66,13 +68,19 @@ class Service:
         self.query_log = QueryLog(self.data_dir)
         self.limiter = QueryLimiter(settings.tap_client_queries, settings.tap_max_queries)
         self.metadata = MetadataStore.for_data_dir(self.data_dir)
-        self.jobs = JobStore(self.metadata)
+        #: Images by ID for SODA and DataLink (the current ivoa.ObsCore, without the engine).
+        self.images = ImageIndex(self.data_dir, store=self.metadata)
+        all_jobs = JobStore(self.metadata)
+        #: TAP's asynchronous jobs (``uws_jobs(name)`` for any service's).
+        self.jobs = all_jobs.for_service("tap")
+        self._uws_jobs = {"tap": self.jobs, SODA_JOBS: all_jobs.for_service(SODA_JOBS)}
         self.runner = JobRunner(
-            self.jobs,
+            all_jobs,
             self.data_dir / JOBS_DIR,
             job_executor(engine, settings, self.query_log, self.data_dir / JOBS_DIR),
             engine.cancel,
             max_running=settings.tap_async_running,
+            executors={SODA_JOBS: (soda_executor(self.images), _no_cancel)},
         )
         # Jobs a previous run of the service left running have nobody behind them now.
         self.runner.recover()
@@ -125,6 +133,10 @@ class Service:
             raise
         return cls(data_dir, engine, settings, workers=pool)
 
+    def uws_jobs(self, service: str) -> JobStore:
+        """The UWS jobs of ``service`` (``tap``, ``soda``) only."""
+        return self._uws_jobs[service]
+
     def worker_health(self) -> list[WorkerHealth]:
         """Ask every worker for its health, in parallel (blocking; run it in a thread)."""
         clients = list(self._health_clients.values())
@@ -157,6 +169,10 @@ class Service:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _no_cancel(job_id: str) -> None:
+    """Cutout jobs hold no remote work to cancel; the runner's deadline suffices."""
 
 
 def _health(client: WorkerClient) -> WorkerHealth:

@@ -194,6 +194,8 @@ uws_job = Table(
     "uws_job",
     metadata,
     Column("job_id", String(64), primary_key=True),
+    # Which service's job (tap, soda): job lists and lookups of a service see only its own.
+    Column("service", String(16), nullable=False, server_default="tap", index=True),
     Column("run_id", String(NAME_LENGTH)),
     Column("owner", String(NAME_LENGTH)),
     Column("phase", String(16), nullable=False, index=True),
@@ -211,4 +213,6 @@ uws_job = Table(
     Column("result_size", BigInteger),
     Column("result_rows", BigInteger),
     Column("result_overflow", Boolean),
+    # Results beyond the first: [{"id", "path", "mime", "size"}] (a SODA job's other cutouts).
+    Column("more_results", JSON),
 )

@@ -47,6 +47,24 @@ def save_upload_parts(job_dir: Path, parts: dict[str, bytes]) -> None:
         (directory / name.encode().hex()).write_bytes(data)
 
 
+#: File (in a job's directory) holding the service's base URL when the job was created.
+BASE_URL_FILE = "base_url"
+
+
+def save_base_url(job_dir: Path, base_url: str) -> None:
+    """Keep the base URL the job was created under: its result's relative URLs use it."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / BASE_URL_FILE).write_text(base_url, encoding="utf-8")
+
+
+def saved_base_url(job_dir: Path) -> str | None:
+    """The base URL saved by :func:`save_base_url` (``None`` for jobs from before it)."""
+    try:
+        return (job_dir / BASE_URL_FILE).read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
 def _saved_upload_parts(job_dir: Path) -> dict[str, bytes]:
     directory = job_dir / UPLOAD_PARTS
     if not directory.is_dir():
@@ -81,7 +99,7 @@ def _execute(
     try:
         request = sync_query(params, settings)
         uploads = uploads_of(request, _saved_upload_parts(job_dir), settings)
-        outcome = _write_result(engine, request, job.job_id, path, uploads)
+        outcome = _write_result(engine, request, job.job_id, path, uploads, saved_base_url(job_dir))
         return outcome
     except Exception as e:
         status, error = error_status(e), error_message(e, params.get("QUERY"))
@@ -112,6 +130,7 @@ def _write_result(
     job_id: str,
     path: Path,
     uploads: list[UploadTable],
+    base_url: str | None = None,
 ) -> JobOutcome:
     result = engine.execute(request.query, query_id=job_id, uploads=uploads)
     counter = _RowCounter()
@@ -122,7 +141,12 @@ def _write_result(
         info = ResultInfo(query=request.query, query_id=job_id)
         with path.open("wb") as out:
             for piece in write_result(
-                request.format, reader, result.columns, maxrec=request.maxrec, info=info
+                request.format,
+                reader,
+                result.columns,
+                maxrec=request.maxrec,
+                info=info,
+                base_url=base_url,
             ):
                 out.write(piece)
     finally:

@@ -13,12 +13,18 @@
 
 ``DELETE /async/{id}`` destroys the job. Every change answers 303 to the
 job (or to the list, after a delete), as UWS prescribes.
+
+The same resources serve other services' jobs (``/soda/async``): an
+:class:`AsyncKind` names the service and says how its requests are read;
+each service's routes see only its own jobs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import anyio
 from starlette.requests import ClientDisconnect, Request
@@ -27,7 +33,8 @@ from starlette.routing import BaseRoute, Route
 
 from qcat.errors import NotFoundError
 from services.service import Service
-from services.tap.async_query import save_upload_parts
+from services.settings import ServiceSettings
+from services.tap.async_query import save_base_url, save_upload_parts
 from services.tap.errors import error_message, error_response
 from services.tap.params import ParameterError, Params, read_params, read_request
 from services.tap.sync import client_address
@@ -37,17 +44,106 @@ from services.tap.uws.documents import (
     parameters_document,
     results_document,
 )
-from services.tap.uws.jobs import ACTIVE, FINAL, PENDING, PHASES, Job, JobNotFound, now
+from services.tap.uws.jobs import (
+    ACTIVE,
+    FINAL,
+    PENDING,
+    PHASES,
+    Job,
+    JobNotFound,
+    JobStore,
+    now,
+)
+from services.tap.uws.runner import JobRunner
+from services.urls import base_url
 
 XML_MEDIA_TYPE = "text/xml"
 #: Parameters that describe the job itself rather than its query.
 _CONTROL = {"PHASE", "RUNID", "EXECUTIONDURATION", "DESTRUCTION", "ACTION"}
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+#: Reads a request's parameters (upper-case names) and, for a new job, its file parts.
+ReadRequest = Callable[[Request, ServiceSettings], Awaitable[tuple[Params, dict[str, bytes]]]]
 
 
-def async_routes() -> list[BaseRoute]:
-    """The routes below ``/tap`` for asynchronous jobs."""
+async def _read_tap(request: Request, settings: ServiceSettings) -> tuple[Params, dict[str, bytes]]:
+    return await read_request(
+        request,
+        max_chars=settings.tap_max_query_chars,
+        max_upload_bytes=settings.tap_upload_max_bytes,
+    )
+
+
+async def _read_tap_changes(
+    request: Request, settings: ServiceSettings
+) -> tuple[Params, dict[str, bytes]]:
+    return await read_params(request, max_chars=settings.tap_max_query_chars), {}
+
+
+@dataclass(frozen=True)
+class AsyncKind:
+    """One service's job list: its name (the jobs' ``service``) and how requests are read.
+
+    ``read`` reads the request creating a job, ``read_changes`` one changing a job.
+    """
+
+    name: str
+    read: ReadRequest
+    read_changes: ReadRequest
+
+
+TAP_JOBS = AsyncKind("tap", _read_tap, _read_tap_changes)
+_KIND = "qcat.uws_kind"
+
+
+class _ScopedRunner:
+    """The service's runner, refusing jobs of other services (as if they did not exist)."""
+
+    def __init__(self, runner: JobRunner, jobs: JobStore) -> None:
+        self._runner = runner
+        self._jobs = jobs
+        self.jobs_dir: Path = runner.jobs_dir
+
+    def run(self, job_id: str) -> Job:
+        self._jobs.get(job_id)
+        return self._runner.run(job_id)
+
+    def abort(self, job_id: str) -> Job:
+        self._jobs.get(job_id)
+        return self._runner.abort(job_id)
+
+    def destroy(self, job_id: str) -> Job:
+        self._jobs.get(job_id)
+        return self._runner.destroy(job_id)
+
+    def wait(self, job_id: str, phase: str, timeout_s: float) -> Job:
+        self._jobs.get(job_id)
+        return self._runner.wait(job_id, phase, timeout_s)
+
+    def job_dir(self, job_id: str) -> Path:
+        return self._runner.job_dir(job_id)
+
+
+class UwsContext:
+    """What a job resource works with: one service's jobs, the runner, the settings."""
+
+    def __init__(self, service: Service, kind: AsyncKind) -> None:
+        self.kind = kind
+        self.settings = service.settings
+        self.jobs = service.uws_jobs(kind.name)
+        self.runner = _ScopedRunner(service.runner, self.jobs)
+
+
+def _context(request: Request) -> UwsContext:
+    return UwsContext(request.app.state.service, request.scope[_KIND])
+
+
+def async_routes(kind: AsyncKind = TAP_JOBS) -> list[BaseRoute]:
+    """The routes of asynchronous jobs (below ``/tap``, or another service's mount)."""
+
+    def _handled(endpoint: Endpoint) -> Endpoint:
+        return _handled_for(endpoint, kind)
+
     job = "/async/{job_id}"
     return [
         Route("/async", _handled(list_or_create), methods=["GET", "POST", "HEAD"]),
@@ -63,17 +159,18 @@ def async_routes() -> list[BaseRoute]:
         ),
         Route(f"{job}/error", _handled(error_resource), methods=["GET", "HEAD"]),
         Route(f"{job}/results", _handled(results_resource), methods=["GET", "HEAD"]),
-        Route(f"{job}/results/result", _handled(result_resource), methods=["GET", "HEAD"]),
+        Route(f"{job}/results/{{result_id}}", _handled(result_resource), methods=["GET", "HEAD"]),
         Route(f"{job}/parameters", _handled(parameters_resource), methods=["GET", "POST", "HEAD"]),
         Route(f"{job}/quote", _handled(quote_resource), methods=["GET", "HEAD"]),
         Route(f"{job}/owner", _handled(owner_resource), methods=["GET", "HEAD"]),
     ]
 
 
-def _handled(endpoint: Endpoint) -> Endpoint:
+def _handled_for(endpoint: Endpoint, kind: AsyncKind) -> Endpoint:
     """Turn the failures every job resource shares into DALI errors with their status."""
 
     async def handle(request: Request) -> Response:
+        request.scope[_KIND] = kind
         try:
             return await endpoint(request)
         except JobNotFound as e:
@@ -91,15 +188,11 @@ def _handled(endpoint: Endpoint) -> Endpoint:
 
 async def list_or_create(request: Request) -> Response:
     """GET: the job list; POST: a new job (303 to it)."""
-    service: Service = request.app.state.service
+    service = _context(request)
     if request.method == "POST":
-        params, parts = await read_request(
-            request,
-            max_chars=service.settings.tap_max_query_chars,
-            max_upload_bytes=service.settings.tap_upload_max_bytes,
-        )
+        params, parts = await service.kind.read(request, service.settings)
         job = await anyio.to_thread.run_sync(
-            _create, service, params, parts, client_address(request)
+            _create, service, params, parts, client_address(request), base_url(request)
         )
         return _see(request, job.job_id)
     phases = _phases(request)
@@ -111,7 +204,9 @@ async def list_or_create(request: Request) -> Response:
     return _xml(job_list_document(jobs, _list_url(request)))
 
 
-def _create(service: Service, params: Params, parts: dict[str, bytes], owner: str) -> Job:
+def _create(
+    service: UwsContext, params: Params, parts: dict[str, bytes], owner: str, base: str
+) -> Job:
     settings = service.settings
     duration = _duration(params.get("EXECUTIONDURATION"), service)
     destruction = now() + timedelta(seconds=settings.tap_retention_s)
@@ -126,6 +221,8 @@ def _create(service: Service, params: Params, parts: dict[str, bytes], owner: st
         destruction=destruction,
     )
     save_upload_parts(service.runner.job_dir(job.job_id), parts)
+    # The result is written later, by the runner, with no request at hand.
+    save_base_url(service.runner.job_dir(job.job_id), base)
     phase = params.get("PHASE")
     if phase is not None:
         if phase.upper() != "RUN":
@@ -140,7 +237,7 @@ def _create(service: Service, params: Params, parts: dict[str, bytes], owner: st
 
 async def job_resource(request: Request) -> Response:
     """GET: the job (blocking with WAIT); POST: ACTION=DELETE or job changes; DELETE."""
-    service: Service = request.app.state.service
+    service = _context(request)
     job_id = request.path_params["job_id"]
     if request.method == "DELETE":
         await anyio.to_thread.run_sync(service.runner.destroy, job_id)
@@ -165,7 +262,7 @@ async def job_resource(request: Request) -> Response:
     return _xml(job_document(job, _list_url(request)))
 
 
-def _change(service: Service, job_id: str, params: Params) -> None:
+def _change(service: UwsContext, job_id: str, params: Params) -> None:
     """Apply PHASE, EXECUTIONDURATION, DESTRUCTION and query parameters posted to a job."""
     job = service.jobs.get(job_id)
     if "EXECUTIONDURATION" in params:
@@ -183,7 +280,7 @@ def _change(service: Service, job_id: str, params: Params) -> None:
 
 async def phase_resource(request: Request) -> Response:
     """GET: the phase as text; POST: PHASE=RUN or PHASE=ABORT."""
-    service: Service = request.app.state.service
+    service = _context(request)
     job_id = request.path_params["job_id"]
     if request.method == "POST":
         phase = await _posted(request, service, "PHASE", "POST PHASE=RUN or PHASE=ABORT")
@@ -193,7 +290,7 @@ async def phase_resource(request: Request) -> Response:
     return PlainTextResponse(job.phase)
 
 
-def _set_phase(service: Service, job_id: str, phase: str) -> None:
+def _set_phase(service: UwsContext, job_id: str, phase: str) -> None:
     wanted = phase.strip().upper()
     job = service.jobs.get(job_id)
     if wanted == "RUN":
@@ -212,7 +309,7 @@ def _set_phase(service: Service, job_id: str, phase: str) -> None:
 
 async def duration_resource(request: Request) -> Response:
     """GET: the execution duration in seconds; POST: EXECUTIONDURATION (while PENDING)."""
-    service: Service = request.app.state.service
+    service = _context(request)
     job_id = request.path_params["job_id"]
     if request.method == "POST":
         seconds = await _posted(request, service, "EXECUTIONDURATION", "give it in seconds")
@@ -223,7 +320,7 @@ async def duration_resource(request: Request) -> Response:
     return PlainTextResponse(str(job.execution_duration))
 
 
-def _set_duration(service: Service, job: Job, value: str) -> None:
+def _set_duration(service: UwsContext, job: Job, value: str) -> None:
     changed, now_job = service.jobs.transition(
         job.job_id, [PENDING], execution_duration=_duration(value, service)
     )
@@ -236,7 +333,7 @@ def _set_duration(service: Service, job: Job, value: str) -> None:
 
 async def destruction_resource(request: Request) -> Response:
     """GET: the destruction time; POST: DESTRUCTION (ISO 8601, at most the retention period)."""
-    service: Service = request.app.state.service
+    service = _context(request)
     job_id = request.path_params["job_id"]
     if request.method == "POST":
         value = await _posted(request, service, "DESTRUCTION", "give an ISO 8601 time")
@@ -251,7 +348,7 @@ async def destruction_resource(request: Request) -> Response:
 
 async def error_resource(request: Request) -> Response:
     """The job's error as a DALI error document (404 while it has none)."""
-    service: Service = request.app.state.service
+    service = _context(request)
     job = await anyio.to_thread.run_sync(service.jobs.get, request.path_params["job_id"])
     if job.error_message is None:
         return error_response(f"job {job.job_id} ({job.phase}) has no error", 404)
@@ -260,26 +357,31 @@ async def error_resource(request: Request) -> Response:
 
 async def results_resource(request: Request) -> Response:
     """The ``uws:results`` list."""
-    service: Service = request.app.state.service
+    service = _context(request)
     job = await anyio.to_thread.run_sync(service.jobs.get, request.path_params["job_id"])
     return _xml(results_document(job, _list_url(request)))
 
 
 async def result_resource(request: Request) -> Response:
-    """The result file of a completed job, with its format's media type."""
-    service: Service = request.app.state.service
+    """A result file of a completed job, with its format's media type."""
+    service = _context(request)
     job = await anyio.to_thread.run_sync(service.jobs.get, request.path_params["job_id"])
     if job.result_path is None:
         return error_response(
             f"job {job.job_id} is {job.phase}; it has a result only once COMPLETED", 404
         )
-    path = service.runner.jobs_dir / job.result_path
-    return FileResponse(path, media_type=job.result_mime)
+    result_id = request.path_params["result_id"]
+    if result_id == "result":
+        return FileResponse(service.runner.jobs_dir / job.result_path, media_type=job.result_mime)
+    for more in job.more_results or []:
+        if more["id"] == result_id:
+            return FileResponse(service.runner.jobs_dir / more["path"], media_type=more["mime"])
+    return error_response(f"job {job.job_id} has no result {result_id!r}", 404)
 
 
 async def parameters_resource(request: Request) -> Response:
     """GET: the ``uws:parameters``; POST: change query parameters (while PENDING)."""
-    service: Service = request.app.state.service
+    service = _context(request)
     job_id = request.path_params["job_id"]
     if request.method == "POST":
         params = await _params(request, service)
@@ -289,7 +391,7 @@ async def parameters_resource(request: Request) -> Response:
     return _xml(parameters_document(job))
 
 
-def _set_parameters(service: Service, job_id: str, new: dict[str, str]) -> None:
+def _set_parameters(service: UwsContext, job_id: str, new: dict[str, str]) -> None:
     job = service.jobs.get(job_id)
     changed, now_job = service.jobs.transition(
         job_id, [PENDING], parameters={**job.parameters, **new}
@@ -302,14 +404,14 @@ def _set_parameters(service: Service, job_id: str, new: dict[str, str]) -> None:
 
 async def quote_resource(request: Request) -> Response:
     """No quote is estimated: an empty value (UWS allows "not known")."""
-    service: Service = request.app.state.service
+    service = _context(request)
     await anyio.to_thread.run_sync(service.jobs.get, request.path_params["job_id"])
     return PlainTextResponse("")
 
 
 async def owner_resource(request: Request) -> Response:
     """Who created the job (the client address)."""
-    service: Service = request.app.state.service
+    service = _context(request)
     job = await anyio.to_thread.run_sync(service.jobs.get, request.path_params["job_id"])
     return PlainTextResponse(job.owner or "")
 
@@ -317,11 +419,12 @@ async def owner_resource(request: Request) -> Response:
 # -- parameters --------------------------------------------------------------------------
 
 
-async def _params(request: Request, service: Service) -> Params:
-    return await read_params(request, max_chars=service.settings.tap_max_query_chars)
+async def _params(request: Request, service: UwsContext) -> Params:
+    params, _ = await service.kind.read_changes(request, service.settings)
+    return params
 
 
-async def _posted(request: Request, service: Service, name: str, hint: str) -> str:
+async def _posted(request: Request, service: UwsContext, name: str, hint: str) -> str:
     """The one parameter a POST to a job's sub-resource must carry."""
     params = await _params(request, service)
     if name not in params:
@@ -364,7 +467,7 @@ def _last(request: Request) -> int | None:
     return last
 
 
-def _duration(value: str | None, service: Service) -> int:
+def _duration(value: str | None, service: UwsContext) -> int:
     settings = service.settings
     if value is None:
         return min(settings.tap_execution_duration_s, settings.tap_execution_duration_max_s)
@@ -382,7 +485,7 @@ def _duration(value: str | None, service: Service) -> int:
     return seconds
 
 
-def _destruction(value: str, service: Service) -> datetime:
+def _destruction(value: str, service: UwsContext) -> datetime:
     when = _timestamp("DESTRUCTION", value)
     latest = now() + timedelta(seconds=service.settings.tap_retention_s)
     return min(when, latest)
@@ -400,7 +503,7 @@ def _timestamp(name: str, value: str) -> datetime:
     return when
 
 
-def _wait_seconds(value: str, service: Service) -> float:
+def _wait_seconds(value: str, service: UwsContext) -> float:
     cap = service.settings.tap_wait_max_s
     try:
         seconds = float(value)

@@ -14,10 +14,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Sequence
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
 from qcat.czar.adql.functions import FUNCTIONS, language_features
+from qcat.czar.catalog import CatalogSnapshot
+from qcat.errors import NotFoundError
 from services.service import Service
 from services.settings import ServiceSettings
 from services.tap.formats import FORMATS, OutputFormat
@@ -34,6 +37,9 @@ VOSI_CAPABILITIES = "ivo://ivoa.net/std/VOSI#capabilities"
 VOSI_AVAILABILITY = "ivo://ivoa.net/std/VOSI#availability"
 VOSI_TABLES = "ivo://ivoa.net/std/VOSI#tables-1.1"
 DALI_EXAMPLES = "ivo://ivoa.net/std/DALI#examples"
+
+#: Data models declared when their table is published: (table, ivo-id, name).
+DATA_MODELS = (("ivoa.ObsCore", "ivo://ivoa.net/std/ObsCore#core-1.1", "ObsCore-1.1"),)
 
 #: ADQL versions accepted (LANG=ADQL-2.0 queries run under the 2.1 grammar).
 ADQL_VERSIONS = (("2.1", "ivo://ivoa.net/std/ADQL#v2.1"), ("2.0", "ivo://ivoa.net/std/ADQL#v2.0"))
@@ -131,15 +137,20 @@ def capabilities_xml(
     settings: ServiceSettings,
     *,
     extra_endpoints: Sequence[tuple[str, str]] = (),
+    data_models: Sequence[tuple[str, str]] = (),
 ) -> bytes:
     """The capabilities of the TAP service at ``tap_url`` (absolute, no trailing slash).
 
     ``extra_endpoints`` are further VOSI/DALI capabilities served below
     ``tap_url``: ``(standardID, path)`` pairs such as ``(VOSI_TABLES, "tables")``.
+    ``data_models`` are the ``(ivo-id, name)`` of the data models the tables
+    implement (TAPRegExt ``dataModel``), e.g. ObsCore 1.1.
     """
     root = ET.Element(f"{{{VOSI_CAPABILITIES_NS}}}capabilities")
     tap = ET.SubElement(root, "capability", {"standardID": TAP, XSI_TYPE: "tr:TableAccess"})
     _interface(tap, tap_url, "base", std=True)
+    for ivo_id, name in data_models:
+        ET.SubElement(tap, "dataModel", {"ivo-id": ivo_id}).text = name
     _language(tap)
     for fmt in FORMATS:
         _output_format(tap, fmt)
@@ -167,6 +178,18 @@ def capabilities_xml(
     )
 
 
+def published_data_models(catalog: CatalogSnapshot) -> list[tuple[str, str]]:
+    """``(ivo-id, name)`` of the data models whose table ``catalog`` publishes."""
+    out = []
+    for table, ivo_id, name in DATA_MODELS:
+        try:
+            catalog.table(table)
+        except NotFoundError:
+            continue
+        out.append((ivo_id, name))
+    return out
+
+
 def tap_url(request: Request, settings: ServiceSettings) -> str:
     """The TAP base URL: the ``public_url`` setting, else where this request was sent."""
     base = settings.public_url or str(request.base_url)
@@ -180,8 +203,12 @@ def capabilities_endpoint(
 
     async def endpoint(request: Request) -> Response:
         service: Service = request.app.state.service
+        catalog = await anyio.to_thread.run_sync(service.engine.catalog)
         document = capabilities_xml(
-            tap_url(request, service.settings), service.settings, extra_endpoints=extra_endpoints
+            tap_url(request, service.settings),
+            service.settings,
+            extra_endpoints=extra_endpoints,
+            data_models=published_data_models(catalog),
         )
         return Response(document, media_type=XML_MEDIA_TYPE)
 

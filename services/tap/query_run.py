@@ -43,8 +43,11 @@ class QueryRun:
         client: str,
         slot: QuerySlot,
         uploads: Sequence[UploadTable] = (),
+        base_url: str | None = None,
     ) -> None:
         self.service = service
+        #: The service's base URL, for the relative URLs of the result.
+        self.base_url = base_url
         self.request = request
         self.uploads = uploads
         self.client = client
@@ -93,6 +96,7 @@ class QueryRun:
             self._result.columns,
             maxrec=self.request.maxrec,
             info=self.info,
+            base_url=self.base_url,
         )
 
     def next_chunk(self) -> bytes | None:

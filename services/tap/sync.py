@@ -15,6 +15,7 @@ from services.tap.params import ParameterError, Params, read_request, sync_query
 from services.tap.query_run import QueryRun, rejected_entry
 from services.tap.response import QueryResponse
 from services.tap.upload import UploadError
+from services.urls import base_url
 
 
 def client_address(request: Request) -> str:
@@ -45,4 +46,4 @@ async def sync_endpoint(request: Request) -> Response:
         message = "the client disconnected while sending the request"
         service.query_log.record(rejected_entry(client, params, 400, message, started))
         return Response(status_code=400)
-    return QueryResponse(QueryRun(service, query, client, slot, uploads))
+    return QueryResponse(QueryRun(service, query, client, slot, uploads, base_url(request)))

@@ -129,6 +129,7 @@ def _table(element: ET.Element, table: TableInfo, *, full: bool) -> None:
     element.set("type", table.table_type)
     _text(element, "name", table.name)
     _text(element, "description", table.description)
+    _text(element, "utype", table.utype)
     _text(element, "nrows", table.nrows)
     if not full:
         return
@@ -145,6 +146,7 @@ def _column(element: ET.Element, column: ColumnInfo) -> None:
     _text(element, "description", column.description)
     _text(element, "unit", column.unit)
     _text(element, "ucd", column.ucd)
+    _text(element, "utype", column.utype)
     datatype = ET.SubElement(element, "dataType", {"xsi:type": "vs:VOTableType"})
     if column.type.arraysize:
         datatype.set("arraysize", column.type.arraysize)

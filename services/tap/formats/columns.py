@@ -95,6 +95,8 @@ class ResultColumn:
     xtype: str | None = None
     unit: str | None = None
     ucd: str | None = None
+    #: Data-model concept (e.g. an ObsCore utype) from the catalog.
+    utype: str | None = None
     description: str | None = None
     #: Elements per cell of a fixed-size array column.
     count: int | None = None
@@ -174,6 +176,8 @@ def _describe(
 ) -> ResultColumn:
     spec = meta.column if meta is not None else None
     xtype = meta.xtype if meta is not None else None
+    # A declared xtype (ObsCore s_region: adql:REGION) describes the stored text as is.
+    declared_xtype = spec.xtype if spec is not None and xtype is None else None
     base = ResultColumn(
         name=name,
         id=ident,
@@ -183,6 +187,7 @@ def _describe(
         arraysize="*",
         unit=spec.unit if spec else None,
         ucd=spec.ucd if spec else None,
+        utype=spec.utype if spec else None,
         description=spec.description if spec else None,
     )
     if pa.types.is_dictionary(t):
@@ -227,7 +232,9 @@ def _describe(
     unicode = (spec is not None and spec.datatype == "unicode") or (
         sample is not None and _has_non_ascii(to_text(sample))
     )
-    return replace(base, datatype="unicodeChar" if unicode else "char", xtype=xtype)
+    return replace(
+        base, datatype="unicodeChar" if unicode else "char", xtype=xtype or declared_xtype
+    )
 
 
 def _is_list(t: pa.DataType) -> bool:

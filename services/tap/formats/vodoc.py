@@ -85,7 +85,7 @@ def field_element(column: ResultColumn, *, magic_null: bool) -> str:
     """The FIELD of ``column``; ``magic_null`` adds ``<VALUES null>`` to integer columns."""
     attrs = [f'name="{xml_attr(column.name)}"', f'ID="{column.id}"']
     attrs.append(f'datatype="{column.datatype}"')
-    for key in ("arraysize", "xtype", "unit", "ucd"):
+    for key in ("arraysize", "xtype", "unit", "ucd", "utype"):
         value = getattr(column, key)
         if value:
             attrs.append(f'{key}="{xml_attr(value)}"')

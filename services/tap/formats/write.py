@@ -13,6 +13,7 @@ from services.tap.formats.parquet import write_parquet
 from services.tap.formats.registry import OutputFormat, format_for_path
 from services.tap.formats.source import BatchSource
 from services.tap.formats.text import write_text
+from services.tap.formats.urls import absolute_urls
 from services.tap.formats.vodoc import NO_INFO, ResultInfo
 from services.tap.formats.votable import write_votable
 
@@ -24,8 +25,13 @@ def write_result(
     *,
     maxrec: int | None = None,
     info: ResultInfo = NO_INFO,
+    base_url: str | None = None,
 ) -> Iterator[bytes]:
     """Stream the result read from ``reader`` encoded as ``fmt``.
+
+    With ``base_url`` (the service's, no trailing slash), relative URLs in
+    columns with UCD ``meta.ref.url`` are written as absolute ones
+    (:mod:`services.tap.formats.urls`).
 
     At most ``maxrec`` rows are read (``None``: all); whether the reader had
     more is found by reading one row beyond the limit, and a VOTable then
@@ -40,7 +46,7 @@ def write_result(
     (a Parquet file without its footer is recognisably broken). The caller
     closes the reader (and the query) afterwards.
     """
-    source = BatchSource(reader, maxrec)
+    source = BatchSource(absolute_urls(reader, columns, base_url), maxrec)
     if fmt.is_votable:
         serialization = fmt.name.removeprefix("votable-").upper()
         return write_votable(serialization, source, columns, info)

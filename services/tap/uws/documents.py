@@ -14,6 +14,7 @@ from vo_models.uws.models import (
     ErrorSummary,
     Jobs,
     JobSummary,
+    MultiValuedParameter,
     Parameter,
     Parameters,
     ResultReference,
@@ -40,6 +41,24 @@ class TapParameters(Parameters):
     request: Optional[Parameter] = None  # noqa: UP045
 
 
+#: Job parameters shown in a SODA job's document (SODA 1.0 section 3.3); all may repeat.
+SODA_PARAMETERS = ("id", "circle", "polygon", "pos", "band", "time", "pol")
+#: How a job stores a repeated parameter: its values joined by this (never in a value).
+VALUE_SEPARATOR = "\n"
+
+
+class SodaParameters(Parameters):
+    """The parameters of a SODA job, each repeated as often as it was given."""
+
+    id: Optional[MultiValuedParameter] = None  # noqa: UP045
+    circle: Optional[MultiValuedParameter] = None  # noqa: UP045
+    polygon: Optional[MultiValuedParameter] = None  # noqa: UP045
+    pos: Optional[MultiValuedParameter] = None  # noqa: UP045
+    band: Optional[MultiValuedParameter] = None  # noqa: UP045
+    time: Optional[MultiValuedParameter] = None  # noqa: UP045
+    pol: Optional[MultiValuedParameter] = None  # noqa: UP045
+
+
 def result_reference(job: Job, base_url: str) -> ResultReference:
     """The ``uws:result`` of a completed job (its one result is called ``result``)."""
     return ResultReference(
@@ -54,7 +73,16 @@ def results_of(job: Job, base_url: str) -> Results:
     """The job's results list (empty unless it completed)."""
     if job.result_path is None:
         return Results()
-    return Results(results=[result_reference(job, base_url)])
+    more = [
+        ResultReference(
+            id=r["id"],
+            href=f"{base_url}/{job.job_id}/results/{r['id']}",
+            size=r["size"],
+            mime_type=r["mime"],
+        )
+        for r in job.more_results or []
+    ]
+    return Results(results=[result_reference(job, base_url), *more])
 
 
 def error_summary(job: Job) -> ErrorSummary | None:
@@ -65,7 +93,17 @@ def error_summary(job: Job) -> ErrorSummary | None:
     return ErrorSummary(message=job.error_message, type=kind, has_detail=True)
 
 
-def _parameters(job: Job) -> TapParameters:
+def _parameters(job: Job) -> Parameters:
+    if job.service == "soda":
+        return SodaParameters(
+            **{
+                name: [
+                    Parameter(id=name, value=v) for v in job.parameters[name].split(VALUE_SEPARATOR)
+                ]
+                for name in SODA_PARAMETERS
+                if name in job.parameters
+            }
+        )
     return TapParameters(
         **{
             name: Parameter(id=name, value=job.parameters[name])
@@ -82,7 +120,9 @@ def parameters_document(job: Job) -> bytes:
 
 def job_document(job: Job, base_url: str) -> bytes:
     """The ``uws:job`` document of ``job``; ``base_url`` is the job list's URL."""
-    summary: JobSummary[TapParameters] = JobSummary[TapParameters](
+    parameters = _parameters(job)
+    # The model's generic type must be the parameters' own class, or their fields are lost.
+    summary = JobSummary[type(parameters)](  # type: ignore[misc,operator]
         job_id=job.job_id,
         run_id=job.run_id,
         owner_id=job.owner,
@@ -93,7 +133,7 @@ def job_document(job: Job, base_url: str) -> bytes:
         end_time=_utc(job.end_time),
         execution_duration=job.execution_duration,
         destruction=_utc(job.destruction),
-        parameters=_parameters(job),
+        parameters=parameters,
         results=results_of(job, base_url),
         error_summary=error_summary(job),
     )

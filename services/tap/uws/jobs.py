@@ -1,6 +1,8 @@
 """UWS jobs kept in the metadata store, so they survive a restart of the service.
 
-A job is a row of ``uws_job``. Phase changes are compare-and-set updates
+A job is a row of ``uws_job``, tagged with the service it belongs to
+(``tap``, ``soda``): a :class:`JobStore` made for one service sees only that
+service's jobs, one made for none (the runner's) sees all. Phase changes are compare-and-set updates
 (:meth:`JobStore.transition`): two threads racing to move one job (the runner
 finishing it while a client aborts it) cannot both win, and the loser learns
 the phase the job actually has.
@@ -76,6 +78,9 @@ class Job:
     result_size: int | None = None
     result_rows: int | None = None
     result_overflow: bool | None = None
+    service: str = "tap"
+    #: Results after the first: ``[{"id", "path", "mime", "size"}]``.
+    more_results: list[dict[str, Any]] | None = None
 
 
 _FIELDS = tuple(f.name for f in fields(Job))
@@ -87,10 +92,22 @@ def now() -> datetime:
 
 
 class JobStore:
-    """Create, read, change and destroy jobs in the metadata database."""
+    """Create, read, change and destroy jobs in the metadata database.
 
-    def __init__(self, store: MetadataStore) -> None:
+    ``service`` limits the store to that service's jobs (``None``: every job).
+    """
+
+    def __init__(self, store: MetadataStore, service: str | None = None) -> None:
+        self._store = store
         self._engine = store.engine
+        self.service = service
+
+    def for_service(self, service: str) -> JobStore:
+        """The same database seen through ``service``'s jobs only."""
+        return JobStore(self._store, service)
+
+    def _mine(self, query: Any) -> Any:
+        return query if self.service is None else query.where(uws_job.c.service == self.service)
 
     def create(
         self,
@@ -101,7 +118,7 @@ class JobStore:
         execution_duration: int,
         destruction: datetime,
     ) -> Job:
-        """A new job in phase PENDING with a fresh unguessable id."""
+        """A new job of this store's service (TAP's without one) in phase PENDING."""
         job = Job(
             job_id=uuid.uuid4().hex,
             run_id=run_id,
@@ -113,6 +130,7 @@ class JobStore:
             end_time=None,
             execution_duration=execution_duration,
             destruction=destruction,
+            service=self.service or "tap",
         )
         with write_transaction(self._engine) as conn:
             conn.execute(insert(uws_job).values(**_row(job)))
@@ -121,7 +139,9 @@ class JobStore:
     def get(self, job_id: str) -> Job:
         """The job ``job_id``; :class:`JobNotFound` when there is none."""
         with read_transaction(self._engine) as conn:
-            row = conn.execute(select(uws_job).where(uws_job.c.job_id == job_id)).first()
+            row = conn.execute(
+                self._mine(select(uws_job).where(uws_job.c.job_id == job_id))
+            ).first()
         if row is None:
             raise JobNotFound(f"no job {job_id!r}: it does not exist or was destroyed")
         return _job(row._mapping)
@@ -138,7 +158,7 @@ class JobStore:
         Without a PHASE filter, ARCHIVED jobs are left out. With LAST, the
         ``last`` most recently created jobs, newest first; otherwise oldest first.
         """
-        query = select(uws_job)
+        query = self._mine(select(uws_job))
         wanted = list(phases)
         if wanted:
             query = query.where(uws_job.c.phase.in_(wanted))
@@ -164,9 +184,9 @@ class JobStore:
         allowed = list(from_phases)
         with write_transaction(self._engine) as conn:
             updated = conn.execute(
-                update(uws_job)
-                .where(uws_job.c.job_id == job_id, uws_job.c.phase.in_(allowed))
-                .values(**changes)
+                self._mine(
+                    update(uws_job).where(uws_job.c.job_id == job_id, uws_job.c.phase.in_(allowed))
+                ).values(**changes)
             ).rowcount
         return updated == 1, self.get(job_id)
 
@@ -174,13 +194,13 @@ class JobStore:
         """Remove the job's row (its files are the caller's); the job as it was."""
         job = self.get(job_id)
         with write_transaction(self._engine) as conn:
-            conn.execute(delete(uws_job).where(uws_job.c.job_id == job_id))
+            conn.execute(self._mine(delete(uws_job).where(uws_job.c.job_id == job_id)))
         return job
 
     def expired(self, at: datetime) -> list[Job]:
         """Jobs whose destruction time is at or before ``at``."""
         with read_transaction(self._engine) as conn:
-            rows = conn.execute(select(uws_job).where(uws_job.c.destruction <= at))
+            rows = conn.execute(self._mine(select(uws_job).where(uws_job.c.destruction <= at)))
             return [_job(r._mapping) for r in rows]
 
 

@@ -2,9 +2,11 @@
 
 The runner owns a small pool of threads (``max_running`` jobs at once; the
 rest wait in QUEUED). A job's work is a callable given to the runner
-(``execute(job, result_file) -> JobOutcome``), so the runner knows nothing of
-ADQL or output formats. Results are written to a temporary file beside their
-final name and renamed when complete: a result file that exists is whole.
+(``execute(job, result_file) -> JobOutcome``), one per service whose jobs it
+runs (TAP's queries, SODA's cutouts; picked by the job's ``service``), so the
+runner knows nothing of ADQL, cutouts or output formats. Results are written
+to a temporary file beside their final name and renamed when complete: a
+result file that exists is whole.
 
 Deadlines: a job still executing after its ``execution_duration`` is
 cancelled on the workers and ends ABORTED with a message saying why. Jobs
@@ -44,12 +46,23 @@ log = logging.getLogger("qcat.uws")
 
 
 @dataclass(frozen=True)
+class ResultFile:
+    """A further result a job wrote beside its first one (same directory)."""
+
+    result_id: str
+    file_name: str
+    mime_type: str
+
+
+@dataclass(frozen=True)
 class JobOutcome:
-    """What a finished job produced (its result file is already written)."""
+    """What a finished job produced (its result files are already written)."""
 
     mime_type: str
     rows: int
     overflow: bool
+    #: Results after the first (``result``), in order.
+    more: tuple[ResultFile, ...] = ()
 
 
 #: ``execute(job, path)``: run the job, write its result to ``path``.
@@ -70,11 +83,12 @@ class JobRunner:
         *,
         max_running: int = 2,
         reap_interval_s: float = 60.0,
+        executors: dict[str, tuple[Execute, Cancel]] | None = None,
     ) -> None:
+        """``execute``/``cancel`` serve TAP jobs; ``executors`` other services' by name."""
         self.jobs = jobs
         self.jobs_dir = Path(jobs_dir)
-        self._execute = execute
-        self._cancel = cancel
+        self._executors = {"tap": (execute, cancel), **(executors or {})}
         self._pool = ThreadPoolExecutor(max_workers=max_running, thread_name_prefix="qcat-uws")
         self._changed = threading.Condition()
         self._timers: dict[str, threading.Timer] = {}
@@ -101,7 +115,7 @@ class JobRunner:
             job_id, [PENDING, *ACTIVE], phase=ABORTED, end_time=now()
         )
         if aborted:
-            self._cancel(job_id)
+            self._cancel_job(job)
             self._notify()
         return job
 
@@ -164,7 +178,7 @@ class JobRunner:
         for timer in list(self._timers.values()):
             timer.cancel()
         for job in self.jobs.find(phases=[EXECUTING]):
-            self._cancel(job.job_id)
+            self._cancel_job(job)
         self._notify()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -188,9 +202,10 @@ class JobRunner:
         partial = self.job_dir(job_id) / "partial"
         try:
             partial.mkdir(parents=True, exist_ok=True)
-            outcome = self._execute(job, partial / "result")
+            outcome = self._executor(job)[0](job, partial / "result")
             final = self.job_dir(job_id) / "result"
             (partial / "result").replace(final)
+            more = [self._keep(job_id, partial, extra) for extra in outcome.more]
             self.jobs.transition(
                 job_id,
                 [EXECUTING],
@@ -201,6 +216,7 @@ class JobRunner:
                 result_size=final.stat().st_size,
                 result_rows=outcome.rows,
                 result_overflow=outcome.overflow,
+                more_results=more or None,
             )
         except BaseException as e:  # the job's failure is reported in the job, not raised
             if job_id in self._timed_out:
@@ -229,9 +245,31 @@ class JobRunner:
             shutil.rmtree(partial, ignore_errors=True)
             self._notify()
 
+    def _keep(self, job_id: str, partial: Path, extra: ResultFile) -> dict[str, object]:
+        """Move a further result to the job's directory; its ``more_results`` entry."""
+        final = self.job_dir(job_id) / extra.file_name
+        (partial / extra.file_name).replace(final)
+        return {
+            "id": extra.result_id,
+            "path": str(final.relative_to(self.jobs_dir)),
+            "mime": extra.mime_type,
+            "size": final.stat().st_size,
+        }
+
+    def _executor(self, job: Job) -> tuple[Execute, Cancel]:
+        try:
+            return self._executors[job.service]
+        except KeyError:
+            raise QcatError(f"this service does not run {job.service!r} jobs") from None
+
+    def _cancel_job(self, job: Job) -> None:
+        with contextlib.suppress(QcatError):
+            self._executor(job)[1](job.job_id)
+
     def _time_out(self, job_id: str) -> None:
         self._timed_out.add(job_id)
-        self._cancel(job_id)
+        with contextlib.suppress(JobNotFound):
+            self._cancel_job(self.jobs.get(job_id))
 
     def _notify(self) -> None:
         with self._changed:

@@ -1,0 +1,145 @@
+"""Routes under ``/soda``: SODA 1.0 cutouts, synchronous and as UWS 1.1 jobs.
+
+| resource | what |
+| --- | --- |
+| ``/soda/sync`` (GET, POST) | one cutout: ``image/fits`` with a file name |
+| ``/soda/async`` and below | UWS jobs (as ``/tap/async``); each cutout is a result |
+
+Errors are DALI error documents whose message starts with the SODA error
+code (``UsageError``, ``NotFoundFault``, ``NoOverlap``,
+``MultiValuedParamNotSupported``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import IO
+
+import anyio
+from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+
+from qcat.errors import QcatError
+from services.service import Service
+from services.settings import ServiceSettings
+from services.sia.soda import FITS_MEDIA_TYPE, cutout_file_name, make_cutout
+from services.sia.soda_errors import SodaError, UsageError
+from services.sia.soda_jobs import SODA_JOBS
+from services.sia.soda_params import Cutout, parse_request, values_by_name
+from services.tap.async_routes import AsyncKind, async_routes
+from services.tap.errors import error_message, error_response
+from services.tap.params import ParameterError, Params
+from services.tap.uws.documents import VALUE_SEPARATOR
+
+#: Most parameters one request may carry.
+MAX_FIELDS = 1000
+#: Longest parameter value (a POLYGON with many vertices fits).
+MAX_VALUE_CHARS = 100_000
+CHUNK_BYTES = 1024 * 1024
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
+
+async def read_pairs(request: Request) -> list[tuple[str, str]]:
+    """Every (name, value) of the URL and, for a POST, of the form body, in order."""
+    pairs = list(request.query_params.multi_items())
+    if request.method == "POST":
+        try:
+            form = await request.form(max_files=0, max_fields=MAX_FIELDS)
+        except ClientDisconnect:
+            raise
+        except Exception as e:  # malformed bodies raise parser-specific errors
+            raise UsageError(f"cannot read the request body: {e}") from None
+        try:
+            pairs += [(n, v) for n, v in form.multi_items() if not isinstance(v, UploadFile)]
+        finally:
+            await form.close()
+    if len(pairs) > MAX_FIELDS:
+        raise UsageError(f"the request has {len(pairs)} parameters; at most {MAX_FIELDS}")
+    for name, value in pairs:
+        if len(value) > MAX_VALUE_CHARS:
+            raise UsageError(f"{name.upper()} is longer than {MAX_VALUE_CHARS:,} characters")
+    return pairs
+
+
+async def sync_endpoint(request: Request) -> Response:
+    """``/soda/sync``: one cutout as a FITS file."""
+    service: Service = request.app.state.service
+    try:
+        request_values = values_by_name(await read_pairs(request))
+        cutout = parse_request(request_values, single=True).cutouts()[0]
+        spool, name = await anyio.to_thread.run_sync(_cut, service, cutout)
+    except SodaError as e:
+        return error_response(str(e), e.status)
+    except ClientDisconnect:
+        return Response(status_code=400)
+    except QcatError as e:
+        return error_response(f"UsageError: {error_message(e)}", 400)
+    size = spool.tell()
+    spool.seek(0)
+    headers = {
+        "Content-Length": str(size),
+        "Content-Disposition": f'attachment; filename="{name}"',
+    }
+    if request.method == "HEAD":
+        spool.close()
+        return Response(status_code=200, media_type=FITS_MEDIA_TYPE, headers=headers)
+    return StreamingResponse(_chunks(spool), media_type=FITS_MEDIA_TYPE, headers=headers)
+
+
+def _cut(service: Service, cutout: Cutout) -> tuple[IO[bytes], str]:
+    # An unnamed temporary file (astropy needs a real file, not a spooled buffer): large
+    # cutouts stream from disk, small ones never leave the page cache.
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 (streamed, then closed)
+    try:
+        record = make_cutout(service.images, cutout, spool)
+    except BaseException:
+        spool.close()
+        raise
+    return spool, cutout_file_name(record, cutout.region is not None)
+
+
+def _chunks(spool: IO[bytes]) -> Iterator[bytes]:
+    try:
+        while chunk := spool.read(CHUNK_BYTES):
+            yield chunk
+    finally:
+        spool.close()
+
+
+async def _read_job_request(
+    request: Request, settings: ServiceSettings
+) -> tuple[Params, dict[str, bytes]]:
+    """A SODA job's parameters: repeated values joined (``VALUE_SEPARATOR``)."""
+    try:
+        pairs = await read_pairs(request)
+    except SodaError as e:
+        raise ParameterError(str(e)) from None
+    params: Params = {}
+    for name, values in values_by_name(pairs).items():
+        if any(VALUE_SEPARATOR in v for v in values):
+            raise ParameterError(f"UsageError: {name} has a value with a line break")
+        params[name] = VALUE_SEPARATOR.join(values)
+    return params, {}
+
+
+SODA_ASYNC = AsyncKind(SODA_JOBS, _read_job_request, _read_job_request)
+
+
+async def not_found_endpoint(request: Request) -> Response:
+    """Anything else under ``/soda``: a DALI error naming the resources."""
+    return error_response(
+        f"no such SODA resource: {request.url.path}; available: /soda/sync, /soda/async", 404
+    )
+
+
+def soda_mount() -> Mount:
+    """``/soda`` and everything below it."""
+    routes: list[BaseRoute] = [
+        Route("/sync", sync_endpoint, methods=["GET", "HEAD", "POST"]),
+        *async_routes(SODA_ASYNC),
+        Route("/{path:path}", not_found_endpoint, methods=ANY_METHOD),
+    ]
+    return Mount("/soda", routes=routes)
