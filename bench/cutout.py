@@ -1,13 +1,28 @@
-"""SODA cutout benchmark: a 200 x 200 cutout from a 4k x 4k image, over HTTP and in-process,
-against astropy reading the whole image and cutting it; and 20 concurrent full-CCD cutouts.
+"""SODA cutout benchmark on a realistic survey image, against astropy reading the whole image.
 
-    uv run python -m bench.cutout [--size 4096] [--repeats 30] [--concurrent 20]
+    uv run python -m bench.cutout [--image PATH] [--repeats 30] [--concurrent 20]
 
-The image (float32, TAN-SIP, 64 MB for 4096^2) is written into a temporary
-data directory and published in a one-row ``ivoa.ObsCore``; the service
-runs with uvicorn on 127.0.0.1. The files are in the page cache for every
-variant (the first, untimed run of each warms it), so the comparison is of
-the work done, not of the disk. Figures are printed, not recorded.
+The image is ``bench/image_data.py large``: a 4096 x 4096 multi-extension file
+(float32 image and variance, int32 mask, TAN-SIP WCS in each, 192 MiB) with
+stars. It is generated into a temporary directory, or taken from ``--image``
+(a file written by ``python -m bench.image_data large``, with its
+``-stars.parquet`` beside it), then ingested with ``ingest_images`` into a
+temporary data directory served by uvicorn on 127.0.0.1.
+
+Timed side by side, medians of ``--repeats`` (each variant once untimed
+first, so every file is in the page cache and the comparison is of the work
+done, not of the disk), each cutout a 200 x 200 pixel circle around a star:
+
+* ``astropy``: what a user without SODA does: open the file, read every
+  extension the cutout returns, find the box with the WCS, cut, shift CRPIX,
+  write the FITS file;
+* ``pure``: :func:`services.sia.cutout.write_cutout` into memory;
+* ``http``: ``/soda/sync`` over HTTP (httpx, one connection).
+
+Then the whole CCD (a 192 MiB answer) is asked alone, and by ``--concurrent``
+users at the same time, each a ``curl`` process writing to /dev/null (so the
+clients do not share the server's interpreter): per-request median and wall
+time, and the latency of small cutouts another user asks meanwhile.
 
 Targets (issue 5): SODA median < 30 ms and >= 10x faster than astropy.
 """
@@ -17,111 +32,190 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import io
+import os
+import shutil
 import statistics
+import subprocess
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pyarrow.parquet as pq
 from astropy.io import fits
 from astropy.wcs import WCS
+from astropy.wcs.utils import proj_plane_pixel_scales
 
+from bench.image_data import CCD_PIXELS, CCD_SCALE_ARCSEC, write_large
+from partition.images.ingest import ingest_images
 from qcat.geometry import Circle
 from services.settings import ServiceSettings
 from services.sia.cutout import write_cutout
 from tests.service_support import serve_data
-from tests.soda_images import PIXEL_DEG, ingest_obscore, wcs_header, write_image
+
+HALF = 100  # pixels: a 200 x 200 cutout
+HDUS = ("IMAGE", "VARIANCE", "MASK")
 
 
-def _median_ms(run: Callable[[], object], repeats: int) -> float:
-    run()  # warm caches
+def _median_ms(run: Callable[[int], object], repeats: int) -> float:
+    run(0)  # warm caches
     times = []
-    for _ in range(repeats):
+    for i in range(repeats):
         t0 = time.perf_counter()
-        run()
+        run(i)
         times.append((time.perf_counter() - t0) * 1000.0)
     return statistics.median(times)
 
 
-def _astropy_cut(path: Path, ra: float, dec: float, half: int) -> bytes:
-    """What a user without SODA does: read the image, find the pixel, slice, write."""
+def astropy_cut(path: Path, ra: float, dec: float, radius_deg: float) -> bytes:
+    """What a user without SODA does: read the whole file, find the box, cut, write."""
     with fits.open(path, memmap=False) as hdul:
-        data = hdul[0].data
-        header = hdul[0].header
-        x, y = WCS(header).all_world2pix([[ra, dec]], 0)[0]
-        x0, y0 = round(x) - half, round(y) - half
-        cut = data[y0 : y0 + 2 * half, x0 : x0 + 2 * half]
-        out_header = header.copy()
-        out_header["CRPIX1"] -= x0
-        out_header["CRPIX2"] -= y0
+        out: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU(header=hdul[0].header)]
+        for name in HDUS:
+            hdu = hdul[name]
+            data = hdu.data  # the whole plane
+            wcs = WCS(hdu.header)
+            x, y = wcs.all_world2pix([[ra, dec]], 0)[0]
+            half = radius_deg / float(np.min(proj_plane_pixel_scales(wcs)))
+            ny, nx = data.shape
+            x0, x1 = max(round(x - half), 0), min(round(x + half), nx - 1)
+            y0, y1 = max(round(y - half), 0), min(round(y + half), ny - 1)
+            header = hdu.header.copy()
+            header["CRPIX1"] -= x0
+            header["CRPIX2"] -= y0
+            out.append(fits.ImageHDU(data[y0 : y1 + 1, x0 : x1 + 1], header))
         buffer = io.BytesIO()
-        fits.PrimaryHDU(cut, out_header).writeto(buffer)
+        fits.HDUList(out).writeto(buffer)
         return buffer.getvalue()
+
+
+def _image(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path]:
+    """The large image and its star list: given, or generated into ``tmp``."""
+    if args.image is not None:
+        path = Path(args.image)
+        return path, path.with_name(path.name.removesuffix(".fits") + "-stars.parquet")
+    path = write_large(tmp / "large", CCD_PIXELS, 20_000, 1)
+    return path, path.with_name(path.name.removesuffix(".fits") + "-stars.parquet")
+
+
+def _targets(stars_path: Path, n: int, count: int) -> list[tuple[float, float]]:
+    """``count`` stars at least a cutout's half-width from the edges (fixed choice)."""
+    stars = pq.read_table(stars_path).to_pandas()
+    ok = stars[
+        (stars.x > HALF + 2)
+        & (stars.x < n - HALF - 3)
+        & (stars.y > HALF + 2)
+        & (stars.y < n - HALF - 3)
+    ]
+    chosen = ok.sample(n=count, random_state=1)
+    return list(zip(chosen.ra.astype(float), chosen.dec.astype(float), strict=True))
+
+
+def _curl(url: str) -> float:
+    done = subprocess.run(
+        ["curl", "-sS", "-o", os.devnull, "-w", "%{http_code} %{time_total}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    code, seconds = done.stdout.split()
+    assert code == "200", done.stdout
+    return float(seconds)
+
+
+def _small_while(url: str, running: list[concurrent.futures.Future[float]]) -> list[float]:
+    """Latencies (ms) of small cutouts asked one after another while ``running`` run."""
+    times = []
+    with httpx.Client(timeout=60) as client:
+        while not all(f.done() for f in running):
+            t0 = time.perf_counter()
+            r = client.get(url)
+            assert r.status_code == 200, r.text
+            times.append((time.perf_counter() - t0) * 1000.0)
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--image", type=Path, help="a `bench.image_data large` file to reuse")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--concurrent", type=int, default=20)
     args = parser.parse_args()
-    n = args.size
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        header = wcs_header(n, n, 150.0, 2.0, sip=True, rotation_deg=12.0)
-        # write_image paints distinct values; float32 keeps the file CCD-sized.
-        image = write_image(root / "ccd-r.fits", header, (1500.5, 2200.5))
-        with fits.open(image.path) as hdul:
-            fits.PrimaryHDU(hdul[0].data.astype(np.float32), hdul[0].header).writeto(
-                image.path, overwrite=True
-            )
-        (stored,) = ingest_obscore(root / "data", [("bench", image, {})])
-        ra, dec = image.star_ra, image.star_dec
-        radius = 100 * PIXEL_DEG  # a 200 x 200 pixel box
-        region = Circle(ra, dec, radius)
-        path = root / "data" / "images" / "bench" / "ccd-r.fits"
-        print(f"image: {n} x {n} float32, {path.stat().st_size / 1e6:.0f} MB; cutout 200 x 200")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        source, stars = _image(args, tmp)
+        with fits.open(source) as hdul:
+            n = int(hdul["IMAGE"].header["NAXIS1"])
+        result = ingest_images(tmp / "data", "bench", [source])
+        (did,) = result.added
+        path = tmp / "data" / "images" / "bench" / source.name
+        radius = HALF * CCD_SCALE_ARCSEC / 3600.0
+        targets = _targets(stars, n, max(args.repeats, 1))
+        print(
+            f"image: {n} x {n} MEF (image, variance, mask), {path.stat().st_size / 2**20:.0f} MiB;"
+            f" cutout: circle of {HALF} px radius around a star; load {os.getloadavg()[0]:.2f}"
+        )
 
-        def pure() -> object:
-            return write_cutout(path, region, io.BytesIO())
+        def pure(i: int) -> object:
+            ra, dec = targets[i % len(targets)]
+            return write_cutout(path, Circle(ra, dec, radius), io.BytesIO())
 
-        pure_ms = _median_ms(pure, args.repeats)
-        astropy_ms = _median_ms(lambda: _astropy_cut(path, ra, dec, 100), max(args.repeats // 3, 3))
-        with serve_data(root / "data", ServiceSettings.defaults()) as (_, url):
-            params = {"ID": stored.did, "CIRCLE": f"{ra} {dec} {radius}"}
+        def baseline(i: int) -> object:
+            ra, dec = targets[i % len(targets)]
+            return astropy_cut(path, ra, dec, radius)
+
+        with serve_data(tmp / "data", ServiceSettings.defaults()) as (_, url):
             with httpx.Client(timeout=60) as client:
 
-                def http() -> object:
+                def http(i: int) -> bytes:
+                    ra, dec = targets[i % len(targets)]
+                    params = {"ID": did, "CIRCLE": f"{ra} {dec} {radius}"}
                     r = client.get(f"{url}/soda/sync", params=params)
                     assert r.status_code == 200, r.text
                     return r.content
 
+                size = len(http(0))
+                astropy_ms = _median_ms(baseline, args.repeats)
+                pure_ms = _median_ms(pure, args.repeats)
                 http_ms = _median_ms(http, args.repeats)
-                size = len(http())
-            whole = {"ID": stored.did, "CIRCLE": f"{ra} {dec} 1.0"}
-
-            def full(_: int) -> float:
-                with httpx.Client(timeout=120) as c:
-                    t0 = time.perf_counter()
-                    r = c.get(f"{url}/soda/sync", params=whole)
-                    assert r.status_code == 200 and len(r.content) > n * n * 4
-                    return time.perf_counter() - t0
-
-            full(0)
+            ra, dec = targets[0]
+            query = urllib.parse.urlencode({"ID": did, "CIRCLE": f"{ra} {dec} 1.0"})
+            whole = f"{url}/soda/sync?{query}"
+            if shutil.which("curl") is None:
+                raise SystemExit("curl is needed for the concurrency run")
+            _curl(whole)
+            alone = statistics.median(_curl(whole) for _ in range(3))
+            small_url = f"{url}/soda/sync?" + urllib.parse.urlencode(
+                {"ID": did, "CIRCLE": f"{ra} {dec} {radius}"}
+            )
             t0 = time.perf_counter()
-            with concurrent.futures.ThreadPoolExecutor(args.concurrent) as pool:
-                each = list(pool.map(full, range(args.concurrent)))
-            wall = time.perf_counter() - t0
-        print(f"SODA /soda/sync over HTTP: median {http_ms:7.2f} ms ({size / 1e3:.0f} kB)")
-        print(f"pure write_cutout:         median {pure_ms:7.2f} ms")
-        print(f"astropy whole read + cut:  median {astropy_ms:7.2f} ms")
-        print(f"speed-up HTTP vs astropy:  {astropy_ms / http_ms:5.1f}x")
+            with concurrent.futures.ThreadPoolExecutor(args.concurrent + 1) as pool:
+                running = [pool.submit(_curl, whole) for _ in range(args.concurrent)]
+                # Meanwhile, one more user asks small cutouts: are they still served at once?
+                small = pool.submit(_small_while, small_url, running)
+                each = [f.result() for f in running]
+                wall = time.perf_counter() - t0
+                small_ms = small.result()
+    full_mb = len(HDUS) * n * n * 4 / 2**20
+    print(f"astropy whole read + cut:  median {astropy_ms:7.2f} ms")
+    print(f"pure write_cutout:         median {pure_ms:7.2f} ms ({astropy_ms / pure_ms:5.1f}x)")
+    print(
+        f"SODA /soda/sync over HTTP: median {http_ms:7.2f} ms ({astropy_ms / http_ms:5.1f}x; "
+        f"{size / 1e3:.0f} kB)"
+    )
+    print(f"one full {n}x{n} cutout alone ({full_mb:.0f} MiB): {alone:.2f} s")
+    print(
+        f"{args.concurrent} concurrent full {n}x{n} cutouts ({full_mb:.0f} MiB each): "
+        f"wall {wall:.2f} s, per request median {statistics.median(each):.2f} s, "
+        f"max {max(each):.2f} s, {args.concurrent * full_mb / wall:.0f} MiB/s"
+    )
+    if small_ms:
         print(
-            f"{args.concurrent} concurrent full {n}x{n} cutouts: wall {wall:.2f} s, "
-            f"median {statistics.median(each):.2f} s, max {max(each):.2f} s, "
-            f"{args.concurrent * n * n * 4 / 1e6 / wall:.0f} MB/s"
+            f"  meanwhile {len(small_ms)} 200 x 200 cutouts: median "
+            f"{statistics.median(small_ms):.1f} ms, max {max(small_ms):.1f} ms"
         )
 
 

@@ -319,6 +319,13 @@ def _announce(text: str) -> None:
 @setting_option("--port", "serve_port", int)
 @setting_option("--workers", "serve_workers", int)
 @setting_option("--worker-memory-limit", "serve_worker_memory_limit")
+@click.option(
+    "--images/--no-images",
+    default=True,
+    show_default=True,
+    help="Also render FITS images of the catalog's stars and ingest them into ivoa.ObsCore "
+    "(SIA, SODA, DataLink).",
+)
 @click.option("--no-serve", is_flag=True, help="Only generate and ingest the data; do not serve.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @_reports_errors
@@ -331,25 +338,35 @@ def demo(
     port: int,
     workers: int,
     worker_memory_limit: str,
+    images: bool,
     no_serve: bool,
     quiet: bool,
 ) -> None:
-    """Generate the demo survey catalog (Object + Source), ingest it and serve it over TAP.
+    """Generate the demo survey (catalog and images), ingest it and serve it over TAP and SIA.
 
-    Data already generated and ingested by an earlier run is reused. The TAP
-    service then runs like `qcat serve` (Ctrl-C stops it) and prints how to
-    query it from pyvo and TOPCAT.
+    The catalog is demo.Object + demo.Source; the images (--images, the
+    default) are 60 FITS files of five fields in ugrizy showing the catalog's
+    stars, in ivoa.ObsCore as collection "demo". Data already generated and
+    ingested by an earlier run is reused. The service then runs like `qcat
+    serve` (Ctrl-C stops it) and prints how to query it from pyvo and TOPCAT.
 
     \b
     Examples:
       qcat demo                       # 100k objects, ~1M sources into ./qcat-data, then serve
       qcat demo --port 9000           # serve at http://127.0.0.1:9000/tap
-      qcat demo --objects 10000000 --data /big/qcat-data --no-serve
+      qcat demo --objects 10000000 --data /big/qcat-data --no-serve --no-images
     """
     from qcat.demo_service import demo_instructions, run_demo
 
     data_dir = resolve_data_dir(data)
-    run_demo(data_dir, objects=objects, seed=seed, threshold=threshold, show_progress=not quiet)
+    rendered = run_demo(
+        data_dir,
+        objects=objects,
+        seed=seed,
+        threshold=threshold,
+        images=images,
+        show_progress=not quiet,
+    )
     if no_serve:
         return
     from services.server import serve_data_dir
@@ -360,7 +377,7 @@ def demo(
         port=port,
         workers=workers,
         worker_memory_limit=worker_memory_limit,
-        announce=lambda url: _announce(demo_instructions(url)),
+        announce=lambda url: _announce(demo_instructions(url, rendered)),
     )
     click.echo("stopped: workers shut down", err=True)
 

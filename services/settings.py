@@ -27,6 +27,9 @@ class ServiceSettings:
     tap_upload_max_rows: int
     public_url: str
     serve_czar_memory_limit: str
+    datalink_max_ids: int
+    sia_maxrec_default: int
+    sia_maxrec_hard: int
 
     @classmethod
     def defaults(cls, **overrides: Any) -> ServiceSettings:

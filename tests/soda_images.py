@@ -2,24 +2,29 @@
 
 Every pixel of a test image holds a distinct value (``x + 1000 * y`` plus a
 star), so a cutout pixel can be traced back to the original pixel it came
-from. The ObsCore table is written here (plain Parquet, ingested with
-``partition.ingest.ingest_table``), with the columns SODA reads.
+from. The images are published in the real ``ivoa.ObsCore`` (the schema of
+``partition/images/obscore.yaml``) by the image ingest,
+``partition.images.ingest_images``.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from partition.ingest import IngestOptions, ingest_table
-from qcat.schema import infer_spec
+from partition.images import OBSCORE_TABLE, ingest_images, obscore_spec
+from partition.images.rows import obscore_table
+from partition.ingest import PLAIN_FILE, IngestOptions, current_version_or_none, ingest_table
+from qcat.metadata.store import MetadataStore
 
 PIXEL_DEG = 0.2 / 3600.0
 STAR_PEAK = 1.0e7
@@ -103,96 +108,88 @@ def write_image(
 
 @dataclass(frozen=True)
 class Stored:
-    """An image as ingested: its ID and the ObsCore values given for it."""
+    """An image as published: its ID and the ObsCore values the ingest gave it."""
 
     did: str
     collection: str
     obs_id: str
     image: SkyImage
-    em_min: float = 5.5e-7
-    em_max: float = 7.0e-7
-    t_min: float = 60311.128
-    t_max: float = 60311.1284
-    pol_states: str | None = None
+    em_min: float
+    em_max: float
+    t_min: float
+    t_max: float
+    pol_states: str | None
 
 
 def ingest_obscore(
     data: Path, images: list[tuple[str, SkyImage, dict[str, object]]]
 ) -> list[Stored]:
-    """Copy ``(collection, image, overrides)`` into ``DATA/images`` and publish ivoa.ObsCore."""
-    stored = []
-    rows: dict[str, list[object]] = {
-        k: []
-        for k in (
-            "obs_publisher_did",
-            "obs_collection",
-            "obs_id",
-            "file_path",
-            "s_ra",
-            "s_dec",
-            "s_fov",
-            "s_region",
-            "em_min",
-            "em_max",
-            "t_min",
-            "t_max",
-            "pol_states",
-            "file_format",
-            "file_size",
-        )
-    }
-    for collection, image, overrides in images:
+    """Publish ``(collection, image, overrides)`` in ivoa.ObsCore as the image ingest does.
+
+    Images without overrides go through :func:`partition.images.ingest_images`
+    (one ingest per collection). ``overrides`` (ObsCore column -> value) set
+    what no header gives the ingest, e.g. ``pol_states``: such images are
+    ingested into a scratch data directory first, and their rows, changed,
+    are published with the ObsCore spec (``obscore_spec()``) beside a copy
+    of the stored file.
+    """
+    plain = [(c, image) for c, image, overrides in images if not overrides]
+    for collection in dict.fromkeys(c for c, _ in plain):
+        paths = [image.path for c, image in plain if c == collection]
+        result = ingest_images(data, collection, paths, strict=True)
+        assert result.rows_added == len(paths), result
+    changed = [(c, image, overrides) for c, image, overrides in images if overrides]
+    if changed:
+        _publish_changed(data, changed)
+    rows = published_rows(data)
+    out = []
+    for collection, image, _ in images:
         obs_id = image.path.name.removesuffix(".fits")
-        target = data / "images" / collection / f"{obs_id}.fits"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(image.path, target)
-        s = Stored(f"ivo://qcat/{collection}?{obs_id}", collection, obs_id, image, **overrides)  # type: ignore[arg-type]
-        stored.append(s)
-        values = {
-            "obs_publisher_did": s.did,
-            "obs_collection": collection,
-            "obs_id": obs_id,
-            "file_path": str(target.relative_to(data)),
-            "s_ra": image.star_ra,
-            "s_dec": image.star_dec,
-            "s_fov": 0.1,
-            "s_region": "POLYGON ICRS 0 0 1 0 1 1",
-            "em_min": s.em_min,
-            "em_max": s.em_max,
-            "t_min": s.t_min,
-            "t_max": s.t_max,
-            "pol_states": s.pol_states,
-            "file_format": "image/fits",
-            "file_size": target.stat().st_size,
-        }
-        for key, value in values.items():
-            rows[key].append(value)
-    table = pa.table(rows, schema=_schema())
-    source = data.parent / f"obscore-{len(stored)}.parquet"
-    pq.write_table(table, source)
-    spec = infer_spec(table.schema, "ivoa.ObsCore")
-    ingest_table(data, spec, [source], IngestOptions(show_progress=False))
-    return stored
+        row = rows[(collection, obs_id)]
+        out.append(
+            Stored(
+                row["obs_publisher_did"],
+                collection,
+                obs_id,
+                image,
+                row["em_min"],
+                row["em_max"],
+                row["t_min"],
+                row["t_max"],
+                row["pol_states"],
+            )
+        )
+    return out
 
 
-def _schema() -> pa.Schema:
-    text, real = pa.string(), pa.float64()
-    return pa.schema(
-        [
-            ("obs_publisher_did", text),
-            ("obs_collection", text),
-            ("obs_id", text),
-            ("file_path", text),
-            ("s_ra", real),
-            ("s_dec", real),
-            ("s_fov", real),
-            ("s_region", text),
-            ("em_min", real),
-            ("em_max", real),
-            ("t_min", real),
-            ("t_max", real),
-            ("pol_states", text),
-            ("file_format", text),
-            ("file_size", pa.int64()),
-        ]
-    )
+def _publish_changed(data: Path, images: list[tuple[str, SkyImage, Mapping[str, object]]]) -> None:
+    with tempfile.TemporaryDirectory(prefix="qcat-obscore-test-") as tmp:
+        scratch = Path(tmp) / "data"
+        for collection, image, _ in images:
+            ingest_images(scratch, collection, [image.path], strict=True)
+        computed = published_rows(scratch)
+        rows = []
+        for collection, image, overrides in images:
+            row = dict(computed[(collection, image.path.name.removesuffix(".fits"))])
+            unknown = set(overrides) - set(row)
+            assert not unknown, f"not ObsCore columns: {unknown}"
+            row.update(overrides)
+            target = data / row["file_path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(scratch / row["file_path"], target)
+            rows.append(row)
+        source = Path(tmp) / "obscore-rows.parquet"
+        pq.write_table(obscore_table(rows), source)
+        ingest_table(data, obscore_spec(), [source], IngestOptions(show_progress=False))
+
+
+def published_rows(data: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The published ivoa.ObsCore rows by ``(obs_collection, obs_id)``."""
+    store = MetadataStore.for_data_dir(data)
+    try:
+        version = current_version_or_none(store, OBSCORE_TABLE)
+    finally:
+        store.close()
+    assert version is not None, "no ivoa.ObsCore published"
+    table = pq.read_table(data / version.path / PLAIN_FILE)
+    return {(r["obs_collection"], r["obs_id"]): r for r in table.to_pylist()}

@@ -28,11 +28,11 @@ from pyvo.dal.adhoc import DatalinkResults, SodaQuery
 from pyvo.dal.exceptions import DALOverflowWarning
 
 from partition.images import ingest_images
-from qcat.config import SETTINGS
 from services.settings import ServiceSettings
 from tests.service_support import dali_error, serve_data
 
-MAX_IDS = int(SETTINGS["datalink_max_ids"].default)
+#: A low ``datalink_max_ids`` for the service, so the overflow rule shows with few IDs.
+MAX_IDS = 8
 COLLECTION = "dltest"
 
 
@@ -97,7 +97,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     ingest_images(data, COLLECTION, [raw])
     # A file where images live that ObsCore does not know (never ingested).
     shutil.copy(made[0].path, data / "images" / COLLECTION / "stray.fits")
-    with serve_data(data, ServiceSettings.defaults()) as (_, url):
+    with serve_data(data, ServiceSettings.defaults(datalink_max_ids=MAX_IDS)) as (_, url):
         yield Site(url, data, {f"ivo://qcat/{COLLECTION}?{m.obs_id}": m for m in made})
 
 
@@ -163,6 +163,7 @@ def test_unknown_and_bad_ids_pass_datalinklint(site: Site, tmp_path: Path) -> No
 def test_more_ids_than_the_limit_overflow_in_a_post(site: Site, tmp_path: Path) -> None:
     known = list(site.made)
     ids = known + [site.did(f"missing-{i:04d}") for i in range(MAX_IDS + 20 - len(known))]
+    assert len(ids) > MAX_IDS > len(known)
     response = httpx.post(f"{site.url}/datalink/links", data={"ID": ids}, timeout=60)
     assert response.status_code == 200, response.text[:500]
     assert response.headers["content-type"] == "application/x-votable+xml;content=datalink"

@@ -3,7 +3,8 @@
 Fast paths (``docs/query-engine.md``, "Fast paths"): a query that needs one
 chunk task runs whole on that task; a merge that only renames columns is
 skipped and the workers' batches stream straight out; a worker's chunks are
-bound into one task; neighbour joins pre-test pairs on the chord. Each
+bound into one task; neighbour joins pre-test pairs on the chord; a query
+reading only unpartitioned tables runs whole on one worker. Each
 question runs through the fast engine and through an engine with
 ``fast_paths=False`` (every query split and merged at the czar, one task per
 chunk); both must give the oracle's rows, with the same column names and
@@ -23,18 +24,23 @@ import pytest
 
 from qcat.czar.dispatch import QueryFailed
 from qcat.czar.engine import WORKER_SETUP_MODULE, QueryEngine
+from qcat.czar.errors import QueryError
 from qcat.czar.plan import _UNIT_COLUMNS, CHORD_SLACK
 from qcat.geometry import SETUP_SQL
 from qcat.geometry.sql import literal
+from qcat.tap_schema import refresh_tap_schema
 from qcat.worker.pool import LocalWorkers
 from tests.engine_support import Catalog, assert_rows_close, open_catalog, raw
 
 Rows = list[tuple[object, ...]]
 
+#: Rows of the unpartitioned table ``survey.Visit``.
+VISITS = 400
+
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
-    with open_catalog(tmp_path_factory.mktemp("fastpath")) as opened:
+    with open_catalog(tmp_path_factory.mktemp("fastpath"), visits=VISITS) as opened:
         yield opened
 
 
@@ -209,6 +215,131 @@ def test_a_dead_worker_fails_a_streamed_query(catalog: Catalog) -> None:
             engine.close()
 
 
+_VISIT_NEAR = (
+    "(pow(sin(radians(pointDec - 10) / 2), 2) + cos(radians(pointDec)) * cos(radians(10)) * "
+    "pow(sin(radians(pointRa - 40) / 2), 2)) <= pow(sin(radians(30) / 2), 2)"
+)
+
+
+@pytest.mark.parametrize(
+    ("adql", "sql", "ordered"),
+    [
+        (  # a projection with a filter and an expression
+            "SELECT visitId, exposure * 2 AS twice FROM survey.Visit WHERE band IN ('g', 'r')",
+            "SELECT visitId, exposure * 2 FROM visit WHERE band IN ('g', 'r')",
+            False,
+        ),
+        (  # TOP, ORDER BY with NULLs (they sort as the largest values), OFFSET
+            "SELECT TOP 7 visitId, exposure FROM survey.Visit ORDER BY exposure DESC, visitId "
+            "OFFSET 3",
+            "SELECT visitId, exposure FROM visit ORDER BY exposure DESC NULLS FIRST, visitId "
+            "LIMIT 7 OFFSET 3",
+            True,
+        ),
+        (  # aggregates, HAVING, ORDER BY on an aggregate
+            "SELECT band, COUNT(*) AS n, AVG(exposure), STDDEV(exposure), COUNT(DISTINCT "
+            "FLOOR(exposure)), SUM(DISTINCT visitId) FROM survey.Visit GROUP BY band "
+            "HAVING COUNT(*) > 10 ORDER BY n DESC, band",
+            "SELECT band, count(*) AS n, avg(exposure), stddev_samp(exposure), count(DISTINCT "
+            "floor(exposure)), sum(DISTINCT visitId) FROM visit GROUP BY band "
+            "HAVING count(*) > 10 ORDER BY n DESC, band",
+            True,
+        ),
+        (  # a join of two unpartitioned tables (here one table twice)
+            "SELECT a.band, COUNT(*) FROM survey.Visit a JOIN survey.Visit b "
+            "ON a.band = b.band AND a.visitId < b.visitId WHERE a.exposure > b.exposure "
+            "GROUP BY a.band",
+            "SELECT a.band, count(*) FROM visit a JOIN visit b "
+            "ON a.band = b.band AND a.visitId < b.visitId WHERE a.exposure > b.exposure "
+            "GROUP BY a.band",
+            False,
+        ),
+        (  # subqueries, WITH and a set operation
+            "WITH long AS (SELECT visitId, band FROM survey.Visit WHERE exposure > 50) "
+            "SELECT visitId FROM long WHERE band = 'i' UNION SELECT visitId FROM survey.Visit "
+            "WHERE exposure < (SELECT AVG(exposure) FROM survey.Visit) - 12",
+            "WITH long AS (SELECT visitId, band FROM visit WHERE exposure > 50) "
+            "SELECT visitId FROM long WHERE band = 'i' UNION SELECT visitId FROM visit "
+            "WHERE exposure < (SELECT avg(exposure) FROM visit) - 12",
+            False,
+        ),
+        (  # geometry, translated for the worker's DuckDB
+            "SELECT DISTINCT band FROM survey.Visit "
+            "WHERE CONTAINS(POINT(pointRa, pointDec), CIRCLE(40, 10, 30)) = 1",
+            f"SELECT DISTINCT band FROM visit WHERE {_VISIT_NEAR}",
+            False,
+        ),
+    ],
+)
+def test_queries_on_unpartitioned_tables_run_whole_on_one_worker(
+    catalog: Catalog, plain: QueryEngine, adql: str, sql: str, ordered: bool
+) -> None:
+    query_plan = catalog.engine.explain(adql)
+    assert query_plan.shape == "unpartitioned" and query_plan.passthrough
+    (chunk_query,) = query_plan.chunk_queries
+    assert len(chunk_query.tasks) == 1 and query_plan.merge_sql == "SELECT * FROM chunks"
+    assert plain.explain(adql).shape == "gather"
+    _check(catalog, plain, adql, sql, ordered)
+
+
+def test_tap_schema_queries_run_whole_on_one_worker(catalog: Catalog, plain: QueryEngine) -> None:
+    refresh_tap_schema(catalog.data)
+    adql = (
+        "SELECT t.table_name, COUNT(*) AS n FROM TAP_SCHEMA.tables t "
+        "JOIN TAP_SCHEMA.columns c ON c.table_name = t.table_name "
+        "GROUP BY t.table_name ORDER BY t.table_name"
+    )
+    assert catalog.engine.explain(adql).shape == "unpartitioned"
+    fast, slow = _table(catalog.engine, adql), _table(plain, adql)
+    assert fast.equals(slow)
+    counts = dict(zip(*(c.to_pylist() for c in fast.columns), strict=True))
+    for name in ("demo.Object", "demo.Source", "survey.Visit"):
+        spec = catalog.engine.catalog().table(name).spec
+        assert counts[name] == len(spec.columns)
+
+
+def test_unpartitioned_queries_are_spread_over_the_workers(catalog: Catalog) -> None:
+    engine = catalog.engine
+    (chunk_query,) = engine.explain("SELECT visitId FROM survey.Visit").chunk_queries
+    workers = set()
+    for n in range(32):
+        (assignment,) = engine._assignments(f"q{n}", chunk_query, 1e12)
+        assert assignment.worker == engine.dispatcher.worker_for_query(f"q{n}")
+        assert assignment.task.relations == chunk_query.tasks[0].relations
+        workers.add(assignment.worker)
+    assert workers == set(range(len(catalog.locations)))
+
+
+def test_a_dead_worker_fails_an_unpartitioned_query(catalog: Catalog) -> None:
+    with LocalWorkers(
+        catalog.data, 2, memory_limit="256MB", setup_sql_module=WORKER_SETUP_MODULE
+    ) as w:
+        engine = QueryEngine(catalog.data, w.locations, timeout_s=60)
+        try:
+            on_first = [
+                q
+                for q in (f"q{n}" for n in range(64))
+                if engine.dispatcher.worker_for_query(q) == 0
+            ]
+            # Tens of millions of rows, far more than the queues and the network hold.
+            adql = (
+                "SELECT a.visitId, b.visitId, c.visitId FROM survey.Visit a "
+                "CROSS JOIN survey.Visit b CROSS JOIN survey.Visit c"
+            )
+            result = engine.execute(adql, query_id=on_first[0])
+            assert result.plan.shape == "unpartitioned"
+            result.reader.read_next_batch()
+            w.workers[0].proc.kill()
+            w.workers[0].proc.wait()
+            with pytest.raises(QueryFailed, match=r"no result returned: worker grpc://"):
+                result.read_all()
+            # Dead before the query starts: its one stream never comes.
+            with pytest.raises(QueryFailed, match=r"no result returned: worker grpc://"):
+                engine.execute("SELECT visitId FROM survey.Visit", query_id=on_first[1]).read_all()
+        finally:
+            engine.close()
+
+
 def test_the_chord_pretest_keeps_every_pair_the_exact_test_keeps() -> None:
     """Pairs straddling the match radius: the chord test passes all that DISTANCE keeps."""
     rng = np.random.default_rng(3)
@@ -251,3 +382,20 @@ def test_the_chord_pretest_keeps_every_pair_the_exact_test_keeps() -> None:
         f"count(*) FILTER ({exact} AND NOT ({squares} <= {literal(chord * chord)})) FROM pairs"
     ).fetchall()[0]
     assert kept > n // 10 and missed == 0
+
+
+@pytest.mark.parametrize(
+    "adql",
+    [
+        "SELECT CAST(band AS INTEGER) FROM survey.Visit",
+        "SELECT CAST('x' || CAST(objectId AS VARCHAR(20)) AS BIGINT) FROM demo.Object",
+    ],
+)
+def test_a_value_the_query_cannot_convert_is_the_query_s_fault(catalog: Catalog, adql: str) -> None:
+    # A CAST failing on the data is the user's error (TAP: 400), not a worker failure.
+    engine = QueryEngine(catalog.data, catalog.locations, timeout_s=60)
+    try:
+        with pytest.raises(QueryError, match=r"Conversion Error"):
+            engine.execute(adql).read_all()
+    finally:
+        engine.close()

@@ -19,6 +19,7 @@ import httpx
 import psutil
 import pytest
 import pyvo
+from astropy.io import fits
 from click.testing import CliRunner
 from pyvo.dal.exceptions import DALQueryError
 
@@ -35,6 +36,8 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("serve") / "data"
     prepared = qcat_cli("demo", *demo_args(data), "--no-serve")
     assert "demo.Object" in prepared.stdout and "demo.Source" in prepared.stdout
+    assert "demo images: 60 files of collection demo ingested" in prepared.stdout
+    assert "ivoa.ObsCore" in prepared.stdout
     assert "http://" not in prepared.stdout
     return data
 
@@ -198,21 +201,37 @@ def test_serve_errors_name_the_problem(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in taken.output
 
 
-def test_demo_serves_explains_and_stops_on_sigterm(demo_data: Path) -> None:
+def test_demo_serves_explains_and_stops_on_sigterm(
+    demo_data: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     proc = start("demo", *demo_args(demo_data), "--port", "0", "--workers", "1")
     try:
         url, printed = wait_for_url(proc)
         assert proc.stdout is not None
-        while "Run Query" not in printed:
-            printed += proc.stdout.readline()
+        while "cutout.fits" not in printed:
+            line = proc.stdout.readline()
+            assert line, printed
+            printed += line
         assert f'pyvo.dal.TAPService("{url}")' in printed and "TOPCAT" in printed
+        assert "already ingested, skipped" in printed  # the images of demo_data, reused
+        base = url.removesuffix("/tap")
+        for service in ("/sia/query?POS=", "/datalink/links?ID=", "/soda/sync?ID=", "/images/"):
+            assert base + service in printed, service
         pids = [int(w["pid"]) for w in wait_healthy(url)["workers"]]  # type: ignore[attr-defined]
-        # the printed pyvo snippet runs as printed
+        # the printed pyvo snippets run as printed
         code = printed.split("paste:", 1)[1].split("From TOPCAT")[0]
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             exec(textwrap.dedent(code), {})
         assert "objectId" in out.getvalue() and "r_psfMag" in out.getvalue()
+        images_code = printed.split("paste:")[2]
+        monkeypatch.chdir(tmp_path)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(textwrap.dedent(images_code), {})
+        assert "-u-01" in out.getvalue() and "band_name" in out.getvalue()
+        with fits.open(tmp_path / "cutout.fits") as cutout:
+            assert any(h.data is not None and 0 < h.data.size < 512 * 512 for h in cutout)
         status, err = stop(proc, signal.SIGTERM)
         assert status == 0, err
         assert gone(pids)
@@ -228,3 +247,4 @@ def test_help_shows_examples() -> None:
     assert "qcat serve --data ./qcat-data" in serve_help and "--workers" in serve_help
     demo_help = runner.invoke(main, ["demo", "--help"]).output
     assert "--no-serve" in demo_help and "qcat demo --port 9000" in demo_help
+    assert "--images / --no-images" in demo_help

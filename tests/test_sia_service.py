@@ -444,6 +444,28 @@ def test_maxrec_counts_after_the_exact_test(served: Sia) -> None:
     assert len(results) == 2 and results.status[0] == "OVERFLOW"
 
 
+def test_maxrec_limits_are_the_service_settings(served: Sia) -> None:
+    """Another service over the same data, with low ``sia_maxrec_default``/``sia_maxrec_hard``."""
+    everything = [("COLLECTION", "demo"), ("COLLECTION", "deep")]
+    n_images = len(served.raw_dids(everything))
+    default, hard = 2, 4
+    assert n_images > hard
+    settings = ServiceSettings.defaults(sia_maxrec_default=default, sia_maxrec_hard=hard)
+    with serve_data(served.data, settings) as (_, url):
+
+        def count(extra: list[tuple[str, str]]) -> tuple[int, list[str]]:
+            response = httpx.get(url + "/sia/query", params=everything + extra, timeout=60)
+            assert response.status_code == 200, response.text[:500]
+            table = votable.parse_single_table(io.BytesIO(response.content)).to_table()
+            return len(table), _status(response.content)
+
+        assert count([]) == (default, ["OK", "OVERFLOW"])
+        assert count([("MAXREC", "3")]) == (3, ["OK", "OVERFLOW"])
+        assert count([("MAXREC", str(10 * n_images))]) == (hard, ["OK", "OVERFLOW"])
+    # The module's service, with the default settings, is not limited by them.
+    assert len(served.raw_dids([*everything, ("MAXREC", str(hard))])) == hard
+
+
 # -- errors ------------------------------------------------------------------------------
 
 

@@ -54,7 +54,9 @@ def test_image_index_reads_the_current_obscore(served) -> None:
         record = found[stored[1].did]
         assert record.path == (data / "images" / "demo" / "v2-g.fits").resolve()
         assert record.collection == "demo" and record.obs_id == "v2-g"
-        assert record.pol_states == "/I/Q/" and record.em_min == pytest.approx(5.5e-7)
+        # FILTER = 'r': the LSST r band of docs/images.md; pol_states as published
+        assert record.pol_states == "/I/Q/" and record.em_min == pytest.approx(5.52e-7)
+        assert (record.t_min, record.t_max) == (stored[1].t_min, stored[1].t_max)
         assert index.version() is not None
     finally:
         index.close()

@@ -8,16 +8,18 @@ before a commit finishes on the files it planned with.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from partition.layout import Partition, PartitionSet
 from qcat.errors import NotFoundError
 from qcat.metadata.records import VersionRecord
 from qcat.metadata.store import MetadataStore
-from qcat.schema import TableSpec
+from qcat.schema import ColumnSpec, TableSpec
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,16 @@ class TableSnapshot:
         """Whether the table is split into HEALPix chunks."""
         return self.plain_path is None
 
+    @functools.cached_property
+    def folded_columns(self) -> dict[str, ColumnSpec]:
+        """The columns by lower-case name (computed once per snapshot: queries look them up)."""
+        return {c.name.lower(): c for c in self.spec.columns}
+
+    @functools.cached_property
+    def column_types(self) -> dict[str, str]:
+        """DuckDB type of each column, by lower-case name (what name resolution binds to)."""
+        return {f.name.lower(): duckdb_type(f.type) for f in self.spec.arrow_schema()}
+
     @property
     def margin_arcsec(self) -> float:
         """Width of the margin catalog (0 without one)."""
@@ -89,6 +101,28 @@ class TableSnapshot:
         for f, la in zip(first.tolist(), last.tolist(), strict=True):
             hit[f:la] = True
         return [c for c, h in zip(self.chunks, hit.tolist(), strict=True) if h]
+
+
+_DUCKDB_TYPES = {
+    "int8": "TINYINT",
+    "int16": "SMALLINT",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "uint8": "UTINYINT",
+    "float": "FLOAT",
+    "double": "DOUBLE",
+    "bool": "BOOLEAN",
+    "string": "VARCHAR",
+    "large_string": "VARCHAR",
+    "binary": "BLOB",
+}
+
+
+def duckdb_type(arrow_type: pa.DataType) -> str:
+    """The DuckDB type name of an Arrow column type."""
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMP"
+    return _DUCKDB_TYPES.get(str(arrow_type), "VARCHAR")
 
 
 class CatalogSnapshot:

@@ -19,14 +19,20 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from qcat.czar.errors import QueryError
 from qcat.errors import QcatError
 from qcat.worker.client import WorkerClient
-from qcat.worker.errors import WorkerError
+from qcat.worker.errors import TaskDataError, WorkerError
 from qcat.worker.task import ChunkTask
 
 
 class QueryFailed(QcatError):
     """A query stopped because one of its chunk tasks failed."""
+
+
+class QueryDataFailed(QueryFailed, QueryError):
+    """A chunk task failed on a value of the data (a CAST that cannot convert): the
+    query, not the service, is at fault (a TAP client gets 400)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,10 @@ class Dispatcher:
     def worker_for(self, order: int, pixel: int) -> int:
         """The worker that runs tasks of chunk ``(order, pixel)``."""
         return zlib.crc32(f"{order}/{pixel}".encode()) % len(self._clients)
+
+    def worker_for_query(self, query_id: str) -> int:
+        """The worker that runs a task any worker could run (query ids spread over workers)."""
+        return zlib.crc32(query_id.encode()) % len(self._clients)
 
     def cancel(self, query_id: str) -> None:
         """Stop every task of ``query_id`` on every worker (best effort)."""
@@ -229,6 +239,8 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 def _failure(error: BaseException) -> QueryFailed:
+    if isinstance(error, TaskDataError):
+        return QueryDataFailed(f"query stopped, no result returned: {error}")
     if isinstance(error, QcatError):
         return QueryFailed(f"query stopped, no result returned: {error}")
     return QueryFailed(f"query stopped, no result returned: {type(error).__name__}: {error}")

@@ -107,8 +107,8 @@ class QueryEngine:
 
     def catalog(self) -> CatalogSnapshot:
         """The current catalog; re-read only when a table's current version changed."""
+        versions = tuple(sorted(self._store.current_versions().items()))
         with self._lock:
-            versions = tuple((t.name, t.current_version) for t in self._store.tables())
             if self._snapshot is None or self._snapshot[0] != versions:
                 self._snapshot = (versions, CatalogSnapshot.load(self._store))
             return self._snapshot[1]
@@ -272,12 +272,16 @@ class QueryEngine:
         """The tasks of ``chunk_query``: one per worker when its SQL allows, else one per chunk.
 
         A worker's chunks bound together are one Flight call and one DuckDB
-        query over all its files, which DuckDB spreads over its threads.
+        query over all its files, which DuckDB spreads over its threads. A
+        query over unpartitioned tables only goes to the worker its id picks.
         """
         groups: dict[tuple[int, int], list[Task]] = {}
         together = chunk_query.batchable and self.fast_paths
         for i, task in enumerate(chunk_query.tasks):
-            worker = self.dispatcher.worker_for(*task.key)
+            if chunk_query.anywhere:  # unpartitioned tables only: every worker reads them
+                worker = self.dispatcher.worker_for_query(query_id)
+            else:
+                worker = self.dispatcher.worker_for(*task.key)
             groups.setdefault((worker, -1 if together else i), []).append(task)
         return [
             Assignment(

@@ -19,7 +19,8 @@ Both shapes prune chunks with :mod:`qcat.czar.constraints` and add its row
 filter (a few ``_healpix_29`` ranges of a region, a declination band for
 circles) to the per-chunk SQL so Parquet row groups and rows outside the
 region are skipped before the exact test. A chunk-local query left with one
-task runs whole on it; a plan whose merge only renames columns is marked
+task, or one that reads only unpartitioned tables, runs whole on one task;
+a plan whose merge only renames columns is marked
 ``passthrough`` so the engine streams the chunk results straight out.
 """
 
@@ -67,7 +68,10 @@ class ChunkQuery:
     schema it has (used to run ``sql`` on empty inputs for the result schema
     when there is no task to tell it). ``batchable``: ``sql`` gives the same
     rows over the files of several tasks bound together as over each task
-    apart, so one worker may run all its tasks as one.
+    apart, so one worker may run all its tasks as one. ``anywhere``: the
+    tasks read only unpartitioned tables, which every worker can read, so
+    the engine picks their worker by query (spreading such queries over the
+    workers) rather than by chunk.
     """
 
     name: str
@@ -76,6 +80,7 @@ class ChunkQuery:
     tasks: tuple[Task, ...]
     materialize: bool
     batchable: bool = True
+    anywhere: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,13 +117,16 @@ class _Ref:
 def plan(resolved: ResolvedQuery, data_dir: Path, *, whole_query: bool = True) -> QueryPlan:
     """The plan of ``resolved``; ``data_dir`` holds the director indexes.
 
-    With ``whole_query``, a chunk-local query that needs one task only runs
-    whole on that task (no merge); without, it is split like any other. The
-    table nodes of ``resolved.tree`` are tagged (``meta``) with their
-    reference index; every SQL tree is built on a copy.
+    With ``whole_query``, a chunk-local query that needs one task only, and
+    a query that reads only unpartitioned tables, runs whole on one task (no
+    merge); without, the first is split like any other and the second is
+    gathered. The table nodes of ``resolved.tree`` are tagged (``meta``)
+    with their reference index; every SQL tree is built on a copy.
     """
     tree = resolved.tree
     refs = _table_refs(tree, resolved)
+    if whole_query and refs and not any(r.table.partitioned for r in refs):
+        return _unpartitioned(tree, refs, resolved)
     shape = _chunk_local_shape(tree, refs)
     if shape is not None:
         assert isinstance(tree, exp.Select)  # only a single SELECT is chunk-local
@@ -568,6 +576,42 @@ def _files_for(ref: _Ref, chunk: Chunk, shape: _Shape) -> list[str] | None:
     if shape.margin == ref.index and own[0].margin_path:
         files.append(own[0].margin_path)
     return files
+
+
+# -- unpartitioned tables only ----------------------------------------------------------
+
+
+def _unpartitioned(tree: exp.Expression, refs: list[_Ref], resolved: ResolvedQuery) -> QueryPlan:
+    """Every table read is unpartitioned: one task runs the whole query, as written.
+
+    Each such table is one file under the data directory that every worker
+    can read, so any query over them (joins, subqueries, set operations,
+    aggregates, ORDER BY and TOP included) is exact on one worker, and its
+    rows stream straight out: there is nothing to merge.
+    """
+    query = _translate(tree, _unit_of(resolved, refs))
+    for node in list(query.find_all(exp.Table)):
+        if REF in node.meta:
+            ref = refs[node.meta[REF]]
+            node.replace(exp.alias_(exp.to_table(ref.relation), ref.alias, table=True))
+    query = _rename_outputs(query, [c.name for c in resolved.columns])
+    relations = {ref.relation: [cast(str, ref.table.plain_path)] for ref in refs}
+    chunk_query = ChunkQuery(
+        CHUNKS,
+        query.sql("duckdb", copy=False),
+        {ref.relation: ref.table for ref in refs},
+        (Task((0, 0), relations),),  # no chunk: the engine picks the worker by query id
+        materialize=False,
+        batchable=False,
+        anywhere=True,
+    )
+    notes = (
+        "shape: unpartitioned (every table is one file any worker reads)",
+        "one task: it runs the whole query, its rows stream straight out",
+    )
+    return QueryPlan(
+        "unpartitioned", (chunk_query,), f"SELECT * FROM {CHUNKS}", notes, passthrough=True
+    )
 
 
 # -- gather ------------------------------------------------------------------------

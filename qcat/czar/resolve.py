@@ -22,11 +22,11 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 from sqlglot import exp
 from sqlglot.errors import OptimizeError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, build_scope, traverse_scope
+from sqlglot.schema import MappingSchema
 
 from partition.hats_writer import HEALPIX_COLUMN
 from partition.healpix import radec_to_healpix29
@@ -73,7 +73,9 @@ def resolve(tree: exp.Expression, catalog: CatalogSnapshot) -> ResolvedQuery:
     _remember_aliases(tree)
     _name_expressions(tree)
     _fold_case(tree)
-    schema: dict[str, object] = dict(_schema(tables))
+    # Every name is lower case already: sqlglot need not normalize the schema again.
+    mapping: dict[str, object] = dict(_schema(tables))
+    schema = MappingSchema(mapping, dialect="duckdb", normalize=False)
     try:
         tree = qualify(
             tree,
@@ -197,35 +199,10 @@ def _fold_case(tree: exp.Expression) -> None:
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
-_DUCKDB_TYPES = {
-    "int8": "TINYINT",
-    "int16": "SMALLINT",
-    "int32": "INTEGER",
-    "int64": "BIGINT",
-    "uint8": "UTINYINT",
-    "float": "FLOAT",
-    "double": "DOUBLE",
-    "bool": "BOOLEAN",
-    "string": "VARCHAR",
-    "large_string": "VARCHAR",
-    "binary": "BLOB",
-}
-
-
-def duckdb_type(arrow_type: pa.DataType) -> str:
-    """The DuckDB type name of an Arrow column type."""
-    if pa.types.is_timestamp(arrow_type):
-        return "TIMESTAMP"
-    return _DUCKDB_TYPES.get(str(arrow_type), "VARCHAR")
-
-
 def _schema(tables: dict[str, TableSnapshot]) -> dict[str, dict[str, dict[str, str]]]:
     out: dict[str, dict[str, dict[str, str]]] = {}
     for t in tables.values():
-        fields = t.spec.arrow_schema()
-        out.setdefault(t.spec.schema_name.lower(), {})[t.spec.name.lower()] = {
-            f.name.lower(): duckdb_type(f.type) for f in fields
-        }
+        out.setdefault(t.spec.schema_name.lower(), {})[t.spec.name.lower()] = t.column_types
     return out
 
 
@@ -269,6 +246,8 @@ def _bind_column_functions(tree: exp.Expression, tables: dict[str, TableSnapshot
     """
     from qcat.czar.adql.expressions import AdqlInUnit, IvoHealpixIndex
 
+    if tree.find(AdqlInUnit, IvoHealpixIndex) is None:
+        return  # most queries: no need to build the scopes
     for scope in traverse_scope(tree):
         for column in scope.columns:
             parent = column.parent
@@ -359,13 +338,29 @@ def _output_columns(tree: exp.Expression, tables: dict[str, TableSnapshot]) -> l
         query = query.this
     if not isinstance(query, exp.Select):
         return []
-    scope = build_scope(query)
+    scope = _tables_scope(query) or build_scope(query)
     out = []
     for projection in query.expressions:
         name, spec = _describe(projection, scope, tables) if scope else (None, None)
         inner = projection.this if isinstance(projection, exp.Alias) else projection
         out.append(OutputColumn(name or projection.alias_or_name, spec, _geometry_xtype(inner)))
     return out
+
+
+def _tables_scope(select: exp.Select) -> Scope | None:
+    """The scope of a SELECT that reads catalog tables only (no WITH, no derived tables).
+
+    Its sources are the table nodes by alias: built directly, as the common
+    case does not need sqlglot to walk the whole tree again.
+    """
+    if select is not select.root() or select.args.get("with_"):
+        return None
+    from_ = select.args.get("from_")
+    items = [from_.this] if from_ is not None else []
+    items.extend(j.this for j in select.args.get("joins") or [])
+    if not items or not all(isinstance(i, exp.Table) and i.alias for i in items):
+        return None
+    return Scope(select, sources={i.alias: i for i in items})
 
 
 def _describe(
@@ -408,8 +403,8 @@ def _column_name(column: exp.Column, scope: Scope, tables: dict[str, TableSnapsh
     if isinstance(source, exp.Table):
         table = tables.get(qualified_name(source))
         if table is not None:
-            spelled = {c.name.lower(): c.name for c in table.spec.columns}
-            return spelled.get(column.name, column.name)
+            spec = table.folded_columns.get(column.name)
+            return column.name if spec is None else spec.name
     item = _source_item(column, scope)
     if item is not None:
         name, _ = _describe(*item, tables)
@@ -430,7 +425,7 @@ def _column_spec(
         table = tables.get(qualified_name(source))
         if table is None:
             return None
-        return next((c for c in table.spec.columns if c.name.lower() == node.name), None)
+        return table.folded_columns.get(node.name)
     item = _source_item(node, scope)
     if item is not None:
         projection, inner_scope = item

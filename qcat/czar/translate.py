@@ -15,6 +15,7 @@ contains only allow-listed constructs.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -110,6 +111,49 @@ def _parse(sql: str) -> exp.Expression:
     return exp.Paren(this=sqlglot.parse_one(sql, read="duckdb"))
 
 
+#: Name of the placeholder column standing for argument ``i`` in a :func:`_written` template.
+_HOLE = "qcat_arg_{}"
+
+
+def _written(write: Callable[..., str], *args: exp.Expression) -> exp.Expression:
+    """``write(*args)`` (a SQL writer over argument SQL) as a tree, without parsing per query.
+
+    The writer's SQL is parsed once, over placeholder columns, and each
+    placeholder is replaced by its (translated) argument tree: the same SQL
+    as writing the arguments' text into it and parsing that, without
+    printing and re-parsing the arguments each time.
+    """
+    tree = _template(write, len(args)).copy()
+    used: set[int] = set()
+    for column in list(tree.find_all(exp.Column)):
+        index = _hole_index(column)
+        if index is not None:
+            arg = args[index]
+            column.replace(arg.copy() if index in used else arg)
+            used.add(index)
+    return tree
+
+
+@functools.lru_cache(maxsize=64)
+def _template(write: Callable[..., str], count: int) -> exp.Expression:
+    return _parse(write(*(_HOLE.format(i) for i in range(count))))
+
+
+def _hole_index(column: exp.Column) -> int | None:
+    prefix = _HOLE.format("")
+    if column.table or not column.name.startswith(prefix):
+        return None
+    return int(column.name[len(prefix) :])
+
+
+def _circles_meet_sql(ra1: str, dec1: str, ra2: str, dec2: str, r1: str, r2: str) -> str:
+    return f"{distance_sql(ra1, dec1, ra2, dec2)} <= ({r1}) + ({r2})"
+
+
+def _circle_within_sql(ra1: str, dec1: str, ra2: str, dec2: str, r1: str, r2: str) -> str:
+    return f"{distance_sql(ra1, dec1, ra2, dec2)} + ({r1}) <= ({r2})"
+
+
 def _translate(node: exp.Expression, unit_of: UnitOf) -> exp.Expression:
     if isinstance(node, (exp.EQ, exp.NEQ)):
         predicate, value = _predicate_comparison(node)
@@ -125,10 +169,9 @@ def _translate(node: exp.Expression, unit_of: UnitOf) -> exp.Expression:
     if isinstance(node, exp.Rand) and node.this is not None:
         return exp.Rand()  # DuckDB has no per-call seed (see docs/adql.md)
     if isinstance(node, AdqlDistance):
-        return _parse(distance_sql(*_point_sql(node.this), *_point_sql(node.expression)))
+        return _written(distance_sql, *_point_trees(node.this), *_point_trees(node.expression))
     if isinstance(node, QcatAngDist):
-        args = [_sql(node.args[k]) for k in ("ra1", "dec1", "ra2", "dec2")]
-        return _parse(distance_sql(*args))
+        return _written(distance_sql, *(_sub(node.args[k]) for k in ("ra1", "dec1", "ra2", "dec2")))
     if isinstance(node, QcatFluxToAbmag):
         # NULL for fluxes <= 0, as the catalog's own magnitude columns are.
         flux = _sql(node.this)
@@ -171,6 +214,16 @@ def _predicate_comparison(node: exp.Expression) -> tuple[exp.Expression | None, 
 
 
 # -- geometry ------------------------------------------------------------------
+
+
+def _point_trees(node: exp.Expression) -> tuple[exp.Expression, exp.Expression]:
+    """The translated ra and dec of a POINT (or a constant centroid) as trees."""
+    if isinstance(node, exp.Cast) and _cast_kind(node) == "POINT":
+        return _point_trees(node.this)
+    if isinstance(node, AdqlPoint):
+        return _sub(node.args["coord1"]), _sub(node.args["coord2"])
+    ra, dec = _point_sql(node)
+    return _parse(ra), _parse(dec)
 
 
 def _point_sql(node: exp.Expression) -> tuple[str, str]:
@@ -229,12 +282,11 @@ def _predicate(node: exp.Expression) -> exp.Expression:
         )
         return exp.Boolean(this=bool(value))
     if isinstance(a, AdqlCircle) and isinstance(b, AdqlCircle):
-        (ra1, dec1), (ra2, dec2) = _point_sql(a.args["center"]), _point_sql(b.args["center"])
-        distance = distance_sql(ra1, dec1, ra2, dec2)
-        ra_, rb = _sql(a.args["radius"]), _sql(b.args["radius"])
+        centres = [*_point_trees(a.args["center"]), *_point_trees(b.args["center"])]
+        radii = [_sub(a.args["radius"]), _sub(b.args["radius"])]
         if isinstance(node, AdqlIntersects):
-            return _parse(f"{distance} <= ({ra_}) + ({rb})")
-        return _parse(f"{distance} + ({ra_}) <= ({rb})")  # a lies within b
+            return _written(_circles_meet_sql, *centres, *radii)
+        return _written(_circle_within_sql, *centres, *radii)  # a lies within b
     if isinstance(node, AdqlIntersects):
         for circle, other in ((a, b), (b, a)):
             polygon = constant_region(other)

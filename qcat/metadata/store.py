@@ -333,6 +333,12 @@ class MetadataStore:
             rows = conn.execute(select(catalog_table).order_by(catalog_table.c.name_folded))
             return [_table_record(r) for r in rows]
 
+    def current_versions(self) -> dict[str, int | None]:
+        """Each table's current version number, by name: a cheap test for a changed catalog."""
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(select(catalog_table.c.name, catalog_table.c.current_version))
+            return {r.name: r.current_version for r in rows}
+
     def current_version(self, name: str) -> VersionRecord | None:
         """The version of table ``name`` that readers see; ``None`` if there is none."""
         with read_transaction(self._engine) as conn:

@@ -17,6 +17,7 @@ import pyarrow.flight as flight
 
 from qcat.worker.errors import (
     TaskCancelled,
+    TaskDataError,
     TaskError,
     TaskTimeout,
     WorkerError,
@@ -27,6 +28,7 @@ from qcat.worker.task import ChunkTask
 
 _BY_KIND: dict[str, type[WorkerError]] = {
     "task": TaskError,
+    "data": TaskDataError,
     "denied": TaskError,
     "cancelled": TaskCancelled,
     "timeout": TaskTimeout,

@@ -23,6 +23,11 @@ class TaskError(WorkerError):
     """
 
 
+class TaskDataError(TaskError):
+    """The task's SQL failed on a value of the data (a CAST that cannot convert, a number
+    out of range): the user's query is at fault, not the worker."""
+
+
 class TaskCancelled(WorkerError):
     """The task's query was cancelled (before or while it ran)."""
 

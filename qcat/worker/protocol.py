@@ -19,10 +19,11 @@ ACTIONS: dict[str, str] = {
     "inventory": "Tables and chunks this worker can serve, from the metadata store.",
 }
 
-ErrorKind = Literal["task", "denied", "cancelled", "timeout", "unavailable", "internal"]
+ErrorKind = Literal["task", "data", "denied", "cancelled", "timeout", "unavailable", "internal"]
 
 _FLIGHT_ERRORS: dict[str, type[flight.FlightError]] = {
     "task": flight.FlightServerError,
+    "data": flight.FlightServerError,
     "denied": flight.FlightUnauthorizedError,
     "cancelled": flight.FlightCancelledError,
     "timeout": flight.FlightTimedOutError,

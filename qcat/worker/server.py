@@ -326,6 +326,10 @@ def _stopped_error(run: TaskRun) -> flight.FlightError:
     return flight_error("unavailable", f"{run.where}: the worker is shutting down")
 
 
+#: DuckDB errors caused by a value the query met, not by the worker or its SQL.
+DATA_ERRORS = (duckdb.ConversionException, duckdb.OutOfRangeException)
+
+
 def _task_error(run: TaskRun, e: BaseException) -> flight.FlightError:
     """The Flight error a client sees for exception ``e`` of task ``run``."""
     if run.stop_reason is not None:  # an interrupt shows up as whatever DuckDB raised
@@ -334,6 +338,8 @@ def _task_error(run: TaskRun, e: BaseException) -> flight.FlightError:
         return e
     if isinstance(e, TaskError):
         return flight_error("task", str(e))
+    if isinstance(e, DATA_ERRORS):
+        return flight_error("data", f"{run.where}: {_clean(e)}")
     if isinstance(e, duckdb.PermissionException):
         return flight_error("denied", f"{run.where}: {_clean(e)}")
     if isinstance(e, duckdb.Error | pa.ArrowException | OSError):

@@ -16,6 +16,13 @@ image's edge inside the region. Both are sampled at half a pixel:
 A region holding the whole image yields the whole image, a region around or
 over a pole is handled like any other (the sampling is on the sphere), and a
 region that misses the image yields ``None``.
+
+``all_world2pix`` is iterative when there are distortions, so for TAN images
+(:class:`ImageGeometry`) the coarse samples are mapped first and the fine
+samples only in the coarse intervals that could move the box or leave the
+image; the box is the same as mapping every sample gives. An
+:class:`ImageGeometry` also keeps what does not depend on the region (the
+image's cap, its outline on the sky) for the next cutout.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales, wcs_to_celestial_frame
 
 from qcat.geometry.vectors import angle, to_radec, unit_vectors
 from services.sia.cutout_region import (
+    BoundarySamples,
     CutoutRegion,
     interior_points,
     region_contains,
@@ -72,27 +80,140 @@ def celestial_wcs(wcs: WCS) -> WCS | None:
 
 def pixel_box(wcs: WCS, nx: int, ny: int, region: CutoutRegion) -> PixelBox | None:
     """The pixels of an ``nx`` x ``ny`` image (celestial ``wcs``) that ``region`` touches."""
-    frame = _Frame(wcs)
-    centre, radius, scale = _image_cap(frame, nx, ny)
-    step = scale / SAMPLES_PER_PIXEL
-    points = np.concatenate(
-        [sample_boundary(region, centre, radius, step), interior_points(region)]
-    )
-    xs, ys = frame.on_image(points, nx, ny, scale)
-    if xs.size < len(points):  # part of the region lies off the image: add the edge inside it
-        ex, ey = _edge(nx, ny)
-        ra, dec = frame.to_sky(ex, ey)
-        inside = region_contains(region, ra, dec) & np.isfinite(ra)
-        xs = np.concatenate([xs, ex[inside]])
-        ys = np.concatenate([ys, ey[inside]])
-    if xs.size == 0:
-        return None
-    return PixelBox(
-        x0=_first(xs.min(), nx),
-        x1=_first(xs.max(), nx),
-        y0=_first(ys.min(), ny),
-        y1=_first(ys.max(), ny),
-    )
+    return ImageGeometry(wcs, nx, ny).box(region)
+
+
+class ImageGeometry:
+    """An image's celestial WCS and size, with what every box in it shares, computed once.
+
+    Keep one per image (and lock it: astropy's WCS objects are not meant to
+    be used by several threads at once) to cut many regions cheaply.
+    """
+
+    def __init__(self, wcs: WCS, nx: int, ny: int) -> None:
+        self.frame = _Frame(wcs)
+        self.nx, self.ny = nx, ny
+        self.centre, self.radius, self.scale = _image_cap(self.frame, nx, ny)
+        self.coarse_first = _coarse_first_applies(self.frame, nx, ny, self.radius, self.scale)
+        self._edge: tuple[np.ndarray, ...] | None = None
+
+    def box(self, region: CutoutRegion) -> PixelBox | None:
+        """The pixels of the image that ``region`` touches; ``None`` when it misses them."""
+        nx, ny = self.nx, self.ny
+        samples = sample_boundary(region, self.centre, self.radius, self.scale / SAMPLES_PER_PIXEL)
+        interior = interior_points(region)
+        if self.coarse_first:
+            xs, ys, all_on = self._coarse_first(samples, interior)
+        else:
+            xs, ys, valid = self._on_image(np.concatenate([samples.all(), interior]))
+            xs, ys, all_on = xs[valid], ys[valid], bool(valid.all())
+        if not all_on:  # part of the region lies off the image: add the edge inside it
+            ex, ey, ra, dec = self.edge()
+            inside = region_contains(region, ra, dec) & np.isfinite(ra)
+            xs = np.concatenate([xs, ex[inside]])
+            ys = np.concatenate([ys, ey[inside]])
+        if xs.size == 0:
+            return None
+        return PixelBox(
+            x0=_first(xs.min(), nx),
+            x1=_first(xs.max(), nx),
+            y0=_first(ys.min(), ny),
+            y1=_first(ys.max(), ny),
+        )
+
+    def edge(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The image's outline: pixel x, y and ICRS ra, dec of a sample every half pixel."""
+        if self._edge is None:
+            ex, ey = _edge(self.nx, self.ny)
+            ra, dec = self.frame.to_sky(ex, ey)
+            self._edge = (ex, ey, ra, dec)
+        ex, ey, ra, dec = self._edge
+        return ex, ey, ra, dec
+
+    def _coarse_first(
+        self, samples: BoundarySamples, interior: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Map the coarse samples, then only the fine ones of intervals that can matter.
+
+        A fine sample lies on the boundary between its interval's two coarse
+        ends, so its pixel is within half the interval's length in pixels of
+        their midpoint. An interval whose ends are on the image and whose
+        reach stays inside the box found so far and inside the image cannot
+        move the box, nor leave the image (TAN has no fold on the image's
+        side of the sky): its fine samples are skipped. The box is the one
+        mapping every sample gives.
+        """
+        nx, ny = self.nx, self.ny
+        points = np.concatenate([samples.coarse, interior])
+        x, y, valid = self._on_image(points)
+        all_on = bool(valid.all())
+        ends = samples.ends
+        if ends.size == 0:
+            return x[valid], y[valid], all_on
+        a, b = ends[:, 0], ends[:, 1]
+        # Pixels per radian is at least 1 / (2 scale) on the image (checked when made).
+        reach = samples.lengths / self.scale  # half of twice the length in pixels
+        mid_x, mid_y = (x[a] + x[b]) / 2.0, (y[a] + y[b]) / 2.0
+        if valid.any():
+            lo_x, hi_x = x[valid].min(), x[valid].max()
+            lo_y, hi_y = y[valid].min(), y[valid].max()
+        else:
+            lo_x, hi_x, lo_y, hi_y = math.inf, -math.inf, math.inf, -math.inf
+        with np.errstate(invalid="ignore"):
+            inner = (
+                valid[a]
+                & valid[b]
+                & (mid_x - reach > max(lo_x, -0.5))
+                & (mid_x + reach < min(hi_x, nx - 0.5))
+                & (mid_y - reach > max(lo_y, -0.5))
+                & (mid_y + reach < min(hi_y, ny - 0.5))
+            )
+        wanted = np.flatnonzero(~inner[samples.interval])
+        fx, fy, fine_valid = self._on_image(samples.fine[wanted])
+        xs = np.concatenate([x[valid], fx[fine_valid]])
+        ys = np.concatenate([y[valid], fy[fine_valid]])
+        return xs, ys, all_on and bool(fine_valid.all())
+
+    def _on_image(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pixels of the sky ``points`` and which fall on the image.
+
+        A point counts when it is on the image and its pixel maps back to
+        the same sky position (a projection can fold far points onto it).
+        """
+        nx, ny = self.nx, self.ny
+        ra, dec = to_radec(points)
+        x, y = self.frame.to_pixels(ra, dec)
+        with np.errstate(invalid="ignore"):
+            ok = (x >= -0.5) & (x <= nx - 0.5) & (y >= -0.5) & (y <= ny - 0.5)
+        idx = np.flatnonzero(ok)
+        if idx.size:
+            back_ra, back_dec = self.frame.to_sky(x[idx], y[idx])
+            miss = angle(unit_vectors(back_ra, back_dec), points[idx])
+            with np.errstate(invalid="ignore"):
+                ok[idx] = miss <= ROUND_TRIP_PX * self.scale
+        return x, y, ok
+
+
+def _coarse_first_applies(frame: _Frame, nx: int, ny: int, radius: float, scale: float) -> bool:
+    """Whether fine samples may be skipped (:meth:`ImageGeometry._coarse_first`).
+
+    It needs a TAN projection (no fold on the image's side of the sky), an
+    image well under a hemisphere, and pixels no smaller on the sky than half
+    the nominal scale anywhere on the image (checked on a grid).
+    """
+    if not all(str(t)[4:8] == "-TAN" for t in frame.wcs.wcs.ctype):
+        return False
+    if radius > math.radians(10.0):
+        return False
+    grid_x, grid_y = np.meshgrid(np.linspace(-0.5, nx - 0.5, 17), np.linspace(-0.5, ny - 0.5, 17))
+    gx, gy = grid_x.ravel(), grid_y.ravel()
+    here = unit_vectors(*frame.to_sky(gx, gy))
+    for dx, dy in ((1.0, 0.0), (0.0, 1.0), (0.7, 0.7), (0.7, -0.7)):
+        step = angle(here, unit_vectors(*frame.to_sky(gx + dx, gy + dy)))
+        with np.errstate(invalid="ignore"):
+            if not np.all(step >= 0.75 * scale * math.hypot(dx, dy)):
+                return False
+    return True
 
 
 def _first(v: float, n: int) -> int:
@@ -146,30 +267,20 @@ class _Frame:
         icrs = SkyCoord(lon, lat, unit="deg", frame=self._frame).icrs
         return np.asarray(icrs.ra.deg), np.asarray(icrs.dec.deg)
 
+    def native(self, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """ICRS positions (degrees) in the WCS's own sky frame."""
+        if self._frame is None:
+            return ra, dec
+        sph = SkyCoord(ra, dec, unit="deg", frame="icrs").transform_to(self._frame).spherical
+        return np.asarray(sph.lon.deg), np.asarray(sph.lat.deg)
+
     def to_pixels(self, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """0-based pixel positions of ICRS positions (NaN where the projection has none)."""
-        if self._frame is not None:
-            native = SkyCoord(ra, dec, unit="deg", frame="icrs").transform_to(self._frame)
-            sph = native.spherical
-            ra, dec = np.asarray(sph.lon.deg), np.asarray(sph.lat.deg)
+        return self.to_pixels_native(*self.native(ra, dec))
+
+    def to_pixels_native(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """0-based pixel positions of positions in the WCS's frame (distortions solved for)."""
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            x, y = self.wcs.all_world2pix(ra, dec, 0, quiet=True)
+            x, y = self.wcs.all_world2pix(lon, lat, 0, quiet=True)
         return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-
-    def on_image(
-        self, points: np.ndarray, nx: int, ny: int, scale: float
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel positions of the sky ``points`` (unit vectors) that fall on the image."""
-        ra, dec = to_radec(points)
-        x, y = self.to_pixels(ra, dec)
-        with np.errstate(invalid="ignore"):
-            ok = (x >= -0.5) & (x <= nx - 0.5) & (y >= -0.5) & (y <= ny - 0.5)
-        idx = np.flatnonzero(ok)
-        if idx.size == 0:
-            return x[idx], y[idx]
-        back_ra, back_dec = self.to_sky(x[idx], y[idx])
-        miss = angle(unit_vectors(back_ra, back_dec), points[idx])
-        with np.errstate(invalid="ignore"):
-            same = miss <= ROUND_TRIP_PX * scale
-        return x[idx][same], y[idx][same]

@@ -7,7 +7,9 @@ interval of dec). :func:`boundary_curves` describes the region's boundary as
 parametric curves ``t in [0, 1] -> unit vector``; :func:`sample_boundary`
 samples the parts of them near an image finely enough (a fraction of a
 pixel) that the pixel box computed from the samples is exact to the pixel,
-without sampling a huge region's whole boundary that finely.
+without sampling a huge region's whole boundary that finely; it says which
+fine samples lie between which coarse ones, so that a caller may map only
+the fine samples that can matter.
 """
 
 from __future__ import annotations
@@ -94,33 +96,71 @@ def boundary_curves(region: CutoutRegion) -> list[tuple[Curve, float]]:
     return _range_curves(region)
 
 
+@dataclass(frozen=True)
+class BoundarySamples:
+    """Samples of a region's boundary: coarse everywhere, fine in some coarse intervals.
+
+    ``coarse`` holds every curve's coarse samples (in curve order); the
+    refined interval ``i`` runs from coarse sample ``ends[i, 0]`` to
+    ``ends[i, 1]`` along ``lengths[i]`` radians of boundary, and its fine
+    samples are the rows of ``fine`` with ``interval == i``.
+    """
+
+    coarse: np.ndarray  # (n, 3) unit vectors
+    fine: np.ndarray  # (k, 3) unit vectors
+    interval: np.ndarray  # (k,) refined interval of each fine sample
+    ends: np.ndarray  # (q, 2) coarse indices
+    lengths: np.ndarray  # (q,) radians
+
+    def all(self) -> np.ndarray:
+        """Every sample, coarse and fine."""
+        return np.concatenate([self.coarse, self.fine])
+
+
 def sample_boundary(
     region: CutoutRegion, centre: np.ndarray, radius: float, step: float
-) -> np.ndarray:
-    """(n, 3) points of the region's boundary: near the cap, at most ``step`` radians apart.
+) -> BoundarySamples:
+    """The region's boundary: near the cap, samples at most ``step`` radians apart.
 
     ``centre`` (unit vector) and ``radius`` (radians) describe a cap holding
     the image; boundary parts farther from it are sampled only coarsely
     (they cannot bound the part of the region inside the image).
     """
-    pieces: list[np.ndarray] = []
+    coarse: list[np.ndarray] = []
+    fine: list[np.ndarray] = []
+    interval: list[np.ndarray] = []
+    ends: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
     budget = MAX_FINE_SAMPLES
+    first = 0  # index of the curve's first coarse sample
+    refined = 0  # refined intervals so far
     for curve, length in boundary_curves(region):
         t = np.linspace(0.0, 1.0, COARSE_SAMPLES + 1)
         points = curve(t)
-        pieces.append(points)
+        coarse.append(points)
         spacing = length / COARSE_SAMPLES
         near = angle(points, centre[None, :]) <= radius + spacing
         # An interval matters when either end is near the cap.
         wanted = np.flatnonzero(near[:-1] | near[1:])
-        if wanted.size == 0 or spacing <= step:
-            continue
-        per_interval = min(math.ceil(spacing / step), max(budget // wanted.size, 2))
-        budget = max(budget - per_interval * wanted.size, 0)
-        fractions = np.arange(1, per_interval) / per_interval
-        fine = (t[wanted][:, None] + fractions[None, :] / COARSE_SAMPLES).ravel()
-        pieces.append(curve(fine))
-    return np.concatenate(pieces) if pieces else np.empty((0, 3))
+        if wanted.size and spacing > step:
+            per_interval = min(math.ceil(spacing / step), max(budget // wanted.size, 2))
+            budget = max(budget - per_interval * wanted.size, 0)
+            fractions = np.arange(1, per_interval) / per_interval
+            fine_t = (t[wanted][:, None] + fractions[None, :] / COARSE_SAMPLES).ravel()
+            fine.append(curve(fine_t))
+            ids = refined + np.arange(wanted.size)
+            interval.append(np.repeat(ids, per_interval - 1))
+            ends.append(np.stack([first + wanted, first + wanted + 1], axis=1))
+            lengths.append(np.full(wanted.size, spacing))
+            refined += wanted.size
+        first += len(points)
+    return BoundarySamples(
+        np.concatenate(coarse) if coarse else np.empty((0, 3)),
+        np.concatenate(fine) if fine else np.empty((0, 3)),
+        np.concatenate(interval) if interval else np.empty(0, dtype=np.int64),
+        np.concatenate(ends) if ends else np.empty((0, 2), dtype=np.int64),
+        np.concatenate(lengths) if lengths else np.empty(0),
+    )
 
 
 def _circle_curve(circle: Circle) -> Curve:

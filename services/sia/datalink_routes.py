@@ -16,7 +16,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from qcat.config import SETTINGS
 from services.service import Service
 from services.settings import ServiceSettings
 from services.sia.datalink_links import ImageInfo, build_links, id_problem
@@ -73,10 +72,5 @@ def image_path(image: ImageInfo) -> str:
 
 
 def max_ids(settings: ServiceSettings) -> int:
-    """The ``datalink_max_ids`` setting.
-
-    Read from the service's settings when they carry it, else the named
-    setting's default (``qcat/config.py``).
-    """
-    value = getattr(settings, "datalink_max_ids", None)
-    return int(value if value is not None else SETTINGS["datalink_max_ids"].default)
+    """The ``datalink_max_ids`` setting: the IDs one request resolves."""
+    return settings.datalink_max_ids

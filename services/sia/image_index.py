@@ -5,7 +5,8 @@ workers would cost milliseconds each. :class:`ImageIndex` reads the current
 version of the plain ``ivoa.ObsCore`` table (one Parquet file) once, keeps
 the rows keyed by ``obs_publisher_did`` and reads it again only when a newer
 version has been published (each lookup asks the metadata store for the
-current version number, one small read).
+current version numbers, one small query). The records, with their checked
+paths, are made once per version.
 
 Every record's file path is checked to lie inside ``DATA/images``: a row
 pointing elsewhere (a tampered table, ``..``, a symlink out) is not served.
@@ -82,16 +83,20 @@ class ImageIndex:
         self._lock = threading.Lock()
         self._version: int | None = None
         self._rows: dict[str, dict[str, Any]] = {}
+        self._records: dict[str, ImageRecord | None] = {}
 
     def lookup(self, ids: Sequence[str]) -> dict[str, ImageRecord]:
         """The records of the ``ids`` that name an image (unknown ones are left out)."""
-        rows = self._current()
+        rows, records = self._current()
         found: dict[str, ImageRecord] = {}
         for did in ids:
-            row = rows.get(did)
-            if row is None:
-                continue
-            record = self._record(row)
+            if did in records:  # made once per version (it resolves the path)
+                record = records[did]
+            else:
+                row = rows.get(did)
+                if row is None:
+                    continue
+                record = records[did] = self._record(row)
             if record is not None:
                 found[did] = record
         return found
@@ -109,8 +114,15 @@ class ImageIndex:
 
     # -- loading ----------------------------------------------------------------------
 
-    def _current(self) -> dict[str, dict[str, Any]]:
+    def _current(self) -> tuple[dict[str, dict[str, Any]], dict[str, ImageRecord | None]]:
+        """The current version's rows and the records made of them so far."""
         store = self._metadata()
+        # One query for the version number; the version's path only when it changed.
+        numbers = {name.lower(): n for name, n in store.current_versions().items()}
+        number = numbers.get(OBSCORE_TABLE.lower())
+        with self._lock:
+            if number == self._version:
+                return self._rows, self._records
         try:
             version = store.current_version(OBSCORE_TABLE)
         except NotFoundError:
@@ -119,8 +131,9 @@ class ImageIndex:
             number = None if version is None else version.version
             if number != self._version:
                 self._rows = {} if version is None else self._load(version.path)
+                self._records = {}
                 self._version = number
-            return self._rows
+            return self._rows, self._records
 
     def _metadata(self) -> MetadataStore:
         with self._lock:

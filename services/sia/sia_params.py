@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect, Request
 
-from qcat.config import SETTINGS
 from qcat.geometry import Circle, GeometryError, Polygon
 from services.settings import ServiceSettings
 from services.sia.sia_range import SkyRange, sky_range
@@ -209,13 +208,8 @@ def parse_calib(value: str) -> int:
 
 
 def maxrec_limits(settings: ServiceSettings) -> tuple[int, int]:
-    """``(default, hard)``: the settings ``sia_maxrec_default`` and ``sia_maxrec_hard``
-    (taken from ``qcat.config`` when the service's settings do not carry them)."""
-    limits = []
-    for name in ("sia_maxrec_default", "sia_maxrec_hard"):
-        value = getattr(settings, name, None)
-        limits.append(int(value if value is not None else SETTINGS[name].default))
-    return limits[0], limits[1]
+    """``(default, hard)``: the settings ``sia_maxrec_default`` and ``sia_maxrec_hard``."""
+    return settings.sia_maxrec_default, settings.sia_maxrec_hard
 
 
 def parse_maxrec(value: str | None, settings: ServiceSettings) -> int:

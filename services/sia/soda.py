@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-from typing import IO
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Protocol
 
-from services.sia.cutout import write_cutout
+from services.sia.cutout import open_cutout
+from services.sia.cutout_pixels import BLOCK_BYTES
 from services.sia.image_index import ImageIndex, ImageRecord
 from services.sia.soda_errors import NotFoundFault
 from services.sia.soda_params import Cutout, check_constraints
@@ -21,8 +24,50 @@ def find_image(images: ImageIndex, image_id: str) -> ImageRecord:
     return record
 
 
-def make_cutout(images: ImageIndex, cutout: Cutout, out: IO[bytes]) -> ImageRecord:
-    """Write ``cutout`` as a FITS file to ``out``; the image it came from.
+class ByteStream(Protocol):
+    """An answer of known size produced block by block (a cutout, or a whole file)."""
+
+    size: int
+
+    def chunks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
+        """The bytes, in blocks (closes the stream at the end)."""
+        ...
+
+    def read(self) -> bytes:
+        """All the bytes at once."""
+        ...
+
+    def close(self) -> None:
+        """Release the stream without reading it."""
+        ...
+
+
+class WholeFile:
+    """A file answered as it is, read in blocks."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("rb")
+        self.size = os.fstat(self._file.fileno()).st_size
+
+    def chunks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
+        """The file's bytes, ``block_bytes`` at a time."""
+        try:
+            while chunk := self._file.read(block_bytes):
+                yield chunk
+        finally:
+            self.close()
+
+    def read(self) -> bytes:
+        """The whole file."""
+        return b"".join(self.chunks())
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+
+def open_image_cutout(images: ImageIndex, cutout: Cutout) -> tuple[ImageRecord, ByteStream]:
+    """The image ``cutout`` names and its answer, planned (errors raised) but not yet read.
 
     Without a spatial region the whole file is the answer (BAND, TIME and
     POL only decide whether it is one: the demo images have no spectral,
@@ -31,10 +76,15 @@ def make_cutout(images: ImageIndex, cutout: Cutout, out: IO[bytes]) -> ImageReco
     record = find_image(images, cutout.id)
     check_constraints(cutout, record)
     if cutout.region is None:
-        with record.path.open("rb") as source:
-            shutil.copyfileobj(source, out)
-    else:
-        write_cutout(record.path, cutout.region, out)
+        return record, WholeFile(record.path)
+    return record, open_cutout(record.path, cutout.region)
+
+
+def make_cutout(images: ImageIndex, cutout: Cutout, out: IO[bytes]) -> ImageRecord:
+    """Write ``cutout`` as a FITS file to ``out``; the image it came from."""
+    record, stream = open_image_cutout(images, cutout)
+    for chunk in stream.chunks():
+        out.write(chunk)
     return record
 
 

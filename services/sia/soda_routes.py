@@ -12,10 +12,6 @@ code (``UsageError``, ``NotFoundFault``, ``NoOverlap``,
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator
-from typing import IO
-
 import anyio
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect, Request
@@ -25,7 +21,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from qcat.errors import QcatError
 from services.service import Service
 from services.settings import ServiceSettings
-from services.sia.soda import FITS_MEDIA_TYPE, cutout_file_name, make_cutout
+from services.sia.soda import FITS_MEDIA_TYPE, ByteStream, cutout_file_name, open_image_cutout
 from services.sia.soda_errors import SodaError, UsageError
 from services.sia.soda_jobs import SODA_JOBS
 from services.sia.soda_params import Cutout, parse_request, values_by_name
@@ -38,7 +34,8 @@ from services.tap.uws.documents import VALUE_SEPARATOR
 MAX_FIELDS = 1000
 #: Longest parameter value (a POLYGON with many vertices fits).
 MAX_VALUE_CHARS = 100_000
-CHUNK_BYTES = 1024 * 1024
+#: Answers up to this size are produced at once, in the planning thread; larger ones stream.
+INLINE_BYTES = 4 * 1024 * 1024
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 
@@ -65,48 +62,43 @@ async def read_pairs(request: Request) -> list[tuple[str, str]]:
 
 
 async def sync_endpoint(request: Request) -> Response:
-    """``/soda/sync``: one cutout as a FITS file."""
+    """``/soda/sync``: one cutout as a FITS file.
+
+    The cutout is planned (and a small one produced) in a worker thread;
+    a large one streams block by block, each block read in a worker thread,
+    so the event loop keeps serving other requests.
+    """
     service: Service = request.app.state.service
+    head = request.method == "HEAD"
     try:
         request_values = values_by_name(await read_pairs(request))
         cutout = parse_request(request_values, single=True).cutouts()[0]
-        spool, name = await anyio.to_thread.run_sync(_cut, service, cutout)
+        name, stream, body = await anyio.to_thread.run_sync(_cut, service, cutout, head)
     except SodaError as e:
         return error_response(str(e), e.status)
     except ClientDisconnect:
         return Response(status_code=400)
     except QcatError as e:
         return error_response(f"UsageError: {error_message(e)}", 400)
-    size = spool.tell()
-    spool.seek(0)
     headers = {
-        "Content-Length": str(size),
+        "Content-Length": str(stream.size),
         "Content-Disposition": f'attachment; filename="{name}"',
     }
-    if request.method == "HEAD":
-        spool.close()
+    if head:
         return Response(status_code=200, media_type=FITS_MEDIA_TYPE, headers=headers)
-    return StreamingResponse(_chunks(spool), media_type=FITS_MEDIA_TYPE, headers=headers)
+    if body is not None:
+        return Response(body, media_type=FITS_MEDIA_TYPE, headers=headers)
+    return StreamingResponse(stream.chunks(), media_type=FITS_MEDIA_TYPE, headers=headers)
 
 
-def _cut(service: Service, cutout: Cutout) -> tuple[IO[bytes], str]:
-    # An unnamed temporary file (astropy needs a real file, not a spooled buffer): large
-    # cutouts stream from disk, small ones never leave the page cache.
-    spool = tempfile.TemporaryFile()  # noqa: SIM115 (streamed, then closed)
-    try:
-        record = make_cutout(service.images, cutout, spool)
-    except BaseException:
-        spool.close()
-        raise
-    return spool, cutout_file_name(record, cutout.region is not None)
-
-
-def _chunks(spool: IO[bytes]) -> Iterator[bytes]:
-    try:
-        while chunk := spool.read(CHUNK_BYTES):
-            yield chunk
-    finally:
-        spool.close()
+def _cut(service: Service, cutout: Cutout, head: bool) -> tuple[str, ByteStream, bytes | None]:
+    """The file name, the planned answer and, when it is small, its bytes already read."""
+    record, stream = open_image_cutout(service.images, cutout)
+    name = cutout_file_name(record, cutout.region is not None)
+    if head:
+        stream.close()
+        return name, stream, None
+    return name, stream, stream.read() if stream.size <= INLINE_BYTES else None
 
 
 async def _read_job_request(
