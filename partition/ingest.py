@@ -107,6 +107,9 @@ class IngestOptions:
     memory_limit: str = str(_setting("ingest_memory_limit"))
     index_row_group_rows: int = int(_setting("index_row_group_rows"))
     orphans: Literal["reject", "keep"] = "reject"
+    #: Columns a plain table's file is sorted by (then by the primary key). Sorting by a
+    #: column queries filter on makes its row-group statistics skip most of the file.
+    plain_order: tuple[str, ...] = ()
     batch_rows: int = 262_144
     #: Keys aggregated at once by the duplicate-key check (bounds its memory).
     key_slice_rows: int = 16_000_000
@@ -483,11 +486,14 @@ class _Build:
 
     def write_plain(self) -> int:
         cols = ", ".join(_ident(c) for c in self.spec.column_names)
-        order = (
-            " ORDER BY " + ", ".join(_ident(k) for k in self.spec.primary_key)
-            if self.spec.primary_key
-            else ""
-        )
+        known = {c.lower() for c in self.spec.column_names}
+        unknown = [c for c in self.options.plain_order if c.lower() not in known]
+        if unknown:
+            raise SchemaError(
+                f"{self.spec.qualified_name}: no column {', '.join(map(repr, unknown))} to sort by"
+            )
+        keys = dict.fromkeys([*self.options.plain_order, *self.spec.primary_key])
+        order = " ORDER BY " + ", ".join(_ident(k) for k in keys) if keys else ""
         path = self.out / PLAIN_FILE
         self.con.execute(
             f"COPY (SELECT {cols} FROM src{order}) TO {_sql_str(path)} "

@@ -64,6 +64,15 @@ class Footprint:
     #: Pixel size on the sky at the centre (arcsec): square root of the pixel's area.
     pixel_scale: float
 
+    @property
+    def stored_vertices(self) -> tuple[tuple[float, float], ...]:
+        """The vertices as :meth:`stcs` writes them (rounded to 1e-10 degree)."""
+        return tuple((float(_fmt(ra)), float(_fmt(dec))) for ra, dec in self.vertices)
+
+    def dec_extent(self) -> tuple[float, float]:
+        """Lowest and highest declination (degrees) of the polygon :meth:`stcs` writes."""
+        return polygon_dec_extent(self.stored_vertices)
+
     def stcs(self) -> str:
         """The polygon as STC-S: ``POLYGON ICRS ra1 dec1 ra2 dec2 ...``."""
         coords = " ".join(f"{_fmt(ra)} {_fmt(dec)}" for ra, dec in self.vertices)
@@ -74,6 +83,56 @@ def _fmt(value: float) -> str:
     # 10 decimals of a degree: 0.36 microarcsecond, far below any pixel.
     text = f"{value:.10f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
+
+
+def arc_dec_extremes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest ``z`` (sine of the declination) on the minor arcs ``a[i] -> b[i]``.
+
+    ``a`` and ``b`` are unit vectors of shape ``(n, 3)``. Along a great circle
+    ``z`` peaks at the circle's point nearest the north pole, ``t = z - (z.n) n``
+    (``n`` the circle's unit normal), and is lowest at ``-t``; an extreme counts
+    when it lies on the arc (between ``a`` and ``b`` as seen along ``n``),
+    otherwise the arc's extremes are its ends.
+    """
+    n = np.cross(a, b)
+    size = np.linalg.norm(n, axis=-1, keepdims=True)
+    n = np.divide(n, size, out=np.zeros_like(n), where=size > 0)
+    top = np.array([0.0, 0.0, 1.0]) - n[:, 2:3] * n
+    top_z = np.linalg.norm(top, axis=-1)  # z of the top point: |t|^2 / |t| = |t|
+    unit_top = np.divide(top, top_z[:, None], out=np.zeros_like(top), where=top_z[:, None] > 0)
+
+    def on_arc(p: np.ndarray) -> np.ndarray:
+        after_a = np.einsum("ij,ij->i", np.cross(a, p), n) >= 0.0
+        before_b = np.einsum("ij,ij->i", np.cross(p, b), n) >= 0.0
+        return np.asarray(after_a & before_b & (size[:, 0] > 0) & (top_z > 0))
+
+    ends_lo, ends_hi = np.minimum(a[:, 2], b[:, 2]), np.maximum(a[:, 2], b[:, 2])
+    hi = np.where(on_arc(unit_top), np.maximum(top_z, ends_hi), ends_hi)
+    lo = np.where(on_arc(-unit_top), np.minimum(-top_z, ends_lo), ends_lo)
+    return lo, hi
+
+
+def polygon_dec_extent(vertices: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Lowest and highest declination (degrees) of a convex spherical polygon.
+
+    The extremes of the boundary (vertices, and the highest/lowest point of
+    each great-circle edge), except that a polygon holding a pole reaches 90
+    (or -90) there. The polygon must be convex and smaller than a hemisphere,
+    as footprints are: a pole is inside when it is on the inner side of every
+    edge, the inner side being the one holding the vertices' mean.
+    """
+    v = _unit(np.array([p[0] for p in vertices]), np.array([p[1] for p in vertices]))
+    w = np.roll(v, -1, axis=0)
+    lo, hi = arc_dec_extremes(v, w)
+    dec_lo = math.degrees(math.asin(float(np.clip(lo.min(), -1.0, 1.0))))
+    dec_hi = math.degrees(math.asin(float(np.clip(hi.max(), -1.0, 1.0))))
+    normals = np.cross(v, w)
+    inner = np.sign(normals @ v.mean(axis=0))
+    if np.all(inner * normals[:, 2] >= 0.0):
+        dec_hi = 90.0
+    if np.all(inner * normals[:, 2] <= 0.0):
+        dec_lo = -90.0
+    return dec_lo, dec_hi
 
 
 def outline_pixels(nx: int, ny: int, per_edge: int = EDGE_SAMPLES) -> tuple[np.ndarray, np.ndarray]:

@@ -56,6 +56,13 @@ from qcat.metadata.records import VersionRecord
 from qcat.metadata.store import MetadataStore
 from qcat.progress import progress
 
+#: ObsCore is written sorted by the footprint's lowest declination, in small row groups:
+#: a search's constant declination bounds (services/sia/sia_adql.py) then let DuckDB skip
+#: the row groups outside them instead of decoding every row (docs/images.md, "Storage").
+OBSCORE_ORDER = ("s_dec_min",)
+#: DuckDB writes at least 2,048 rows (its vector size) per row group, whatever is asked.
+OBSCORE_ROW_GROUP_ROWS = 2048
+
 #: Name of the lock serialising image ingests (``DATA/locks/<name>.lock``).
 LOCK_NAME = "ivoa.obscore-images"
 
@@ -286,9 +293,12 @@ def _commit(data_dir: Path, rows: list[dict[str, Any]]) -> VersionRecord | None:
         path = Path(tmp) / "obscore-rows.parquet"
         pq.write_table(obscore_table(rows), path)
         try:
-            done = ingest_table(
-                data_dir, obscore_spec(), [path], IngestOptions(show_progress=False)
+            options = IngestOptions(
+                show_progress=False,
+                plain_order=OBSCORE_ORDER,
+                row_group_rows=OBSCORE_ROW_GROUP_ROWS,
             )
+            done = ingest_table(data_dir, obscore_spec(), [path], options)
         except QcatError as e:
             raise IngestError(f"{OBSCORE_TABLE}: {e}; no image was ingested") from e
     return done.version

@@ -120,6 +120,7 @@ def obscore_row(
     elif band is None:
         notes.append(f"filter {filter_name!r} is not known: em_min/em_max are NULL")
     fwhm = _psf_fwhm(image, footprint.pixel_scale)
+    dec_min, dec_max = footprint.dec_extent()
     return {
         "dataproduct_type": "image",
         "calib_level": 2,
@@ -157,6 +158,8 @@ def obscore_row(
         "file_format": FITS_MIME,
         "file_size": stored.size,
         "file_sha256": stored.sha256,
+        "s_dec_min": dec_min,
+        "s_dec_max": dec_max,
     }
 
 

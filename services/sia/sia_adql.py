@@ -9,6 +9,7 @@ meets the region; :mod:`services.sia.sia_overlap` then decides exactly on the
 
 | parameter | condition |
 | --- | --- |
+| POS (any) | first ``s_dec_max >= lo AND s_dec_min <= hi``, the region's dec extent |
 | POS CIRCLE | ``1 = INTERSECTS(CIRCLE(s_ra, s_dec, s_fov / 2 + slack), region)`` |
 | POS POLYGON | the same with a circle holding the polygon (:func:`polygon_cap`) |
 | POS RANGE | the footprint circle's dec band; INTERSECTS with a circle holding the range |
@@ -32,6 +33,7 @@ import numpy as np
 
 from qcat.geometry import Circle, Polygon
 from qcat.geometry.vectors import angle, to_radec, unit_vectors
+from services.sia.sia_dec import region_dec_range
 from services.sia.sia_params import Interval, PosRegion, SiaQuery
 from services.sia.sia_range import SLACK_DEG, SkyRange
 
@@ -84,7 +86,27 @@ def sia_adql(query: SiaQuery) -> str:
 
 
 def pos_condition(region: PosRegion) -> str:
-    """The spatial prefilter of one POS region (never false for an overlapping image)."""
+    """The spatial prefilter of one POS region (never false for an overlapping image).
+
+    Its declination bounds come first: constant comparisons DuckDB checks against the
+    Parquet row groups' statistics (ObsCore is sorted by ``s_dec_min``), so the
+    INTERSECTS test after them only runs on the rows of the row groups not skipped.
+    """
+    return " AND ".join([*dec_bounds(region), _shape_condition(region)])
+
+
+def dec_bounds(region: PosRegion) -> list[str]:
+    """``s_dec_max >= lo``, ``s_dec_min <= hi`` for the region's dec extent (none at a pole)."""
+    lo, hi = region_dec_range(region)
+    bounds = []
+    if lo > -90.0:
+        bounds.append(f"s_dec_max >= {_num(lo)}")
+    if hi < 90.0:
+        bounds.append(f"s_dec_min <= {_num(hi)}")
+    return bounds
+
+
+def _shape_condition(region: PosRegion) -> str:
     if isinstance(region, Circle):
         radius = min(region.radius + SLACK_DEG, 180.0)
         shape = f"CIRCLE({_num(region.ra)}, {_num(region.dec)}, {_num(radius)})"
@@ -92,7 +114,7 @@ def pos_condition(region: PosRegion) -> str:
     if isinstance(region, Polygon):
         cap = polygon_cap(region)
         if cap is not None:
-            return pos_condition(cap)
+            return _shape_condition(cap)
         coords = ", ".join(f"{_num(ra)}, {_num(dec)}" for ra, dec in region.vertices)
         return f"1 = INTERSECTS({FOOTPRINT_CIRCLE}, POLYGON({coords}))"
     return _range_condition(region)
