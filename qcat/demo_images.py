@@ -17,14 +17,11 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from partition.images import OBSCORE_TABLE, ingest_images
-from partition.ingest import PLAIN_FILE, current_version_or_none
+from partition.images import ingest_images
+from partition.images.ingest import published_obscore
 from qcat.demo.images import demo_fields, load_catalog, plan_demo_images, render_visit
 from qcat.demo.images.fields import DEFAULT_FIELDS
 from qcat.demo.images.render import DEFAULT_SIZE
-from qcat.metadata.store import SQLITE_FILE_NAME, MetadataStore
 from qcat.progress import progress
 
 #: obs_collection of the demo images.
@@ -132,20 +129,11 @@ def _read_marker(marker: Path) -> DemoImages:
 
 def published_obs_ids(data_dir: Path, collection: str) -> set[str]:
     """The obs_ids of ``collection`` in the published ``ivoa.ObsCore`` (empty without one)."""
-    if not (data_dir / SQLITE_FILE_NAME).exists():
-        return set()
-    store = MetadataStore.for_data_dir(data_dir)
-    try:
-        version = current_version_or_none(store, OBSCORE_TABLE)
-    finally:
-        store.close()
-    if version is None:
-        return set()
-    table = pq.read_table(
-        data_dir / version.path / PLAIN_FILE,
-        columns=["obs_collection", "obs_id"],
-        filters=[("obs_collection", "=", collection)],
+    table = published_obscore(
+        data_dir, ["obs_collection", "obs_id"], filters=[("obs_collection", "=", collection)]
     )
+    if table is None:
+        return set()
     return set(table.column("obs_id").to_pylist())
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from partition.images.footprint import FootprintError, image_footprint
@@ -53,7 +54,7 @@ from partition.transaction import table_lock
 from qcat.config import SETTINGS
 from qcat.errors import ConfigError, IngestError, InputError, QcatError
 from qcat.metadata.records import VersionRecord
-from qcat.metadata.store import MetadataStore
+from qcat.metadata.store import SQLITE_FILE_NAME, MetadataStore
 from qcat.progress import progress
 
 #: ObsCore is written sorted by the footprint's lowest declination, in small row groups:
@@ -121,20 +122,30 @@ def fits_files(inputs: Iterable[Path]) -> list[Path]:
     return out
 
 
-def _published(data_dir: Path) -> dict[str, str]:
-    """``obs_publisher_did`` -> ``file_sha256`` of the published ObsCore rows."""
-    if not (data_dir / "qcat.sqlite").exists():
-        return {}
+def published_obscore(
+    data_dir: Path, columns: Sequence[str], filters: Any = None
+) -> pa.Table | None:
+    """``columns`` of the published ``ivoa.ObsCore`` rows (pyarrow ``filters`` applied);
+    ``None`` when the data directory has no ObsCore yet."""
+    if not (data_dir / SQLITE_FILE_NAME).exists():
+        return None
     store = MetadataStore.for_data_dir(data_dir)
     try:
         version = current_version_or_none(store, OBSCORE_TABLE)
     finally:
         store.close()
     if version is None:
-        return {}
-    table = pq.read_table(
-        data_dir / version.path / PLAIN_FILE, columns=["obs_publisher_did", "file_sha256"]
+        return None
+    return pq.read_table(
+        data_dir / version.path / PLAIN_FILE, columns=list(columns), filters=filters
     )
+
+
+def _published(data_dir: Path) -> dict[str, str]:
+    """``obs_publisher_did`` -> ``file_sha256`` of the published ObsCore rows."""
+    table = published_obscore(data_dir, ["obs_publisher_did", "file_sha256"])
+    if table is None:
+        return {}
     return dict(
         zip(
             table.column("obs_publisher_did").to_pylist(),

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from qcat.geometry.stcs import stcs_polygon_numbers
+
 #: Semantics (DataLink core vocabulary, relative URIs) of the rows written here.
 THIS = "#this"
 CUTOUT = "#cutout"
@@ -221,22 +223,7 @@ def soda_descriptor(image: ImageInfo, xml_id: str) -> SodaDescriptor:
 
 def polygon_vertices(s_region: str | None) -> tuple[float, ...] | None:
     """The ``ra dec ...`` numbers of an STC-S ``POLYGON [frame] ...`` (None if not one)."""
-    if not s_region:
-        return None
-    words = s_region.split()
-    if not words or words[0].upper() != "POLYGON":
-        return None
-    numbers: list[float] = []
-    for word in words[1:]:
-        try:
-            numbers.append(float(word))
-        except ValueError:
-            if numbers:  # a word after the coordinates: not a plain polygon
-                return None
-            continue  # frame, reference position, flavour
-    if len(numbers) < 6 or len(numbers) % 2 or not _finite(*numbers):
-        return None
-    return tuple(numbers)
+    return stcs_polygon_numbers(s_region)
 
 
 def pol_state_list(pol_states: str | None) -> tuple[str, ...] | None:

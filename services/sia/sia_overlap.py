@@ -26,6 +26,7 @@ import numpy as np
 
 from qcat.geometry import Circle, GeometryError, Polygon, regions_intersect
 from qcat.geometry.regions import distance_np, signed_distance
+from qcat.geometry.stcs import stcs_polygon_numbers
 from qcat.geometry.vectors import unit_vectors
 from services.sia.sia_params import PosRegion
 from services.sia.sia_range import SLACK_DEG, SkyRange
@@ -38,20 +39,11 @@ FOOTPRINT_CACHE = 65_536
 def footprint_polygon(s_region: str) -> Polygon | None:
     """The polygon of an STC-S ``POLYGON [frame] ra1 dec1 ...`` string (``None`` if unusable).
 
-    A frame and reference position (``ICRS``, ``ICRS GEOCENTER``) are skipped;
+    The frame and reference position (``ICRS``, ``ICRS GEOCENTER``) are skipped;
     ObsCore footprints are ICRS.
     """
-    words = s_region.split()
-    if not words or words[0].upper() != "POLYGON":
-        return None
-    numbers: list[float] = []
-    for word in words[1:]:
-        try:
-            numbers.append(float(word))
-        except ValueError:
-            if numbers:  # words after the coordinates: not a simple polygon
-                return None
-    if len(numbers) < 6 or len(numbers) % 2:
+    numbers = stcs_polygon_numbers(s_region)
+    if numbers is None:
         return None
     try:
         return Polygon(tuple(zip(numbers[0::2], numbers[1::2], strict=True)))

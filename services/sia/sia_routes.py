@@ -11,16 +11,16 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from html import escape
 from urllib.parse import urlencode
 
 import anyio
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from qcat.errors import QcatError
 from services.limits import Overloaded
+from services.resources import ANY_METHOD, landing_endpoint, not_found_endpoint
 from services.service import Service
 from services.sia.sia_adql import sia_adql
 from services.sia.sia_capabilities import capabilities_endpoint
@@ -34,7 +34,6 @@ from services.urls import base_url
 
 logger = logging.getLogger("qcat.service")
 
-ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 RESOURCES = (
     ("query", "SIA 2.0 image search (POS, BAND, TIME, POL, FOV, ..., MAXREC)"),
@@ -118,40 +117,17 @@ async def query_endpoint(request: Request) -> Response:
     )
 
 
-async def landing_endpoint(request: Request) -> Response:
-    """GET ``/sia/``: a short page linking the resources, for people with browsers."""
-    items = "".join(
-        f'<li><a href="{escape(path)}">{escape(path)}</a>: {escape(what)}</li>'
-        for path, what in RESOURCES
-    )
-    return HTMLResponse(
-        "<!DOCTYPE html><html><head><title>qcat SIA service</title></head><body>"
-        f"<h1>qcat SIA 2.0 service</h1><ul>{items}</ul></body></html>"
-    )
-
-
-async def not_found_endpoint(request: Request) -> Response:
-    """Anything else under ``/sia``: a DALI error naming the path (405 for a known one)."""
-    path = request.path_params.get("path", "").strip("/")
-    if path in {name for name, _ in RESOURCES}:
-        allowed = "GET or POST" if path == "query" else "GET"
-        return error_response(
-            f"method {request.method} is not allowed on {request.url.path}; use {allowed}", 405
-        )
-    return error_response(
-        f"no such SIA resource: {request.url.path}; "
-        f"available: {', '.join(path for path, _ in RESOURCES)}",
-        404,
-    )
-
-
 def sia_mount() -> Mount:
     """``/sia`` and everything below it."""
     routes: list[BaseRoute] = [
-        Route("/", landing_endpoint, methods=["GET", "HEAD"]),
+        Route("/", landing_endpoint("qcat SIA 2.0 service", RESOURCES), methods=["GET", "HEAD"]),
         Route("/query", query_endpoint, methods=["GET", "POST"]),
         Route("/capabilities", capabilities_endpoint, methods=["GET", "HEAD"]),
         Route("/availability", availability_endpoint, methods=["GET", "HEAD"]),
-        Route("/{path:path}", not_found_endpoint, methods=ANY_METHOD),
+        Route(
+            "/{path:path}",
+            not_found_endpoint("SIA", RESOURCES, frozenset({"query"})),
+            methods=ANY_METHOD,
+        ),
     ]
     return Mount("/sia", routes=routes)

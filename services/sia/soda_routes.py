@@ -19,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 
 from qcat.errors import QcatError
+from services.resources import ANY_METHOD
 from services.service import Service
 from services.settings import ServiceSettings
 from services.sia.soda import FITS_MEDIA_TYPE, ByteStream, cutout_file_name, open_image_cutout
@@ -36,7 +37,6 @@ MAX_FIELDS = 1000
 MAX_VALUE_CHARS = 100_000
 #: Answers up to this size are produced at once, in the planning thread; larger ones stream.
 INLINE_BYTES = 4 * 1024 * 1024
-ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 
 async def read_pairs(request: Request) -> list[tuple[str, str]]:
