@@ -24,11 +24,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import re
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -36,28 +32,11 @@ import httpx
 from astropy.io.votable import parse
 
 from bench.image_data import write_small
+from bench.serving import start_qcat_serve
 from partition.images import ingest_images
 from services.settings import ServiceSettings
 from services.sia.sia_adql import sia_adql
 from services.sia.sia_params import parse_query
-
-
-def _serve(data: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "qcat", "serve", "--data", str(data), "--port", "0"]
-    proc = subprocess.Popen(
-        [*command, "--workers", str(workers)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        found = re.search(r"(http://127\.0\.0\.1:\d+)/tap", line)
-        if found:
-            return proc, found.group(1)
-    raise SystemExit("qcat serve did not start")
 
 
 def _prepare(images: Path, data: Path, count: int) -> None:
@@ -117,7 +96,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=31)
     args = ap.parse_args()
     _prepare(args.images, args.data, args.count)
-    proc, base = _serve(args.data, args.workers)
+    proc, base = start_qcat_serve(args.data, args.workers)
     settings = ServiceSettings.defaults()
     try:
         print(f"{base}: {args.workers} workers, median of {args.repeat} runs", flush=True)

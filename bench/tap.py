@@ -17,11 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import re
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,34 +25,7 @@ import httpx
 from astropy.io.votable import parse
 
 from bench.query import CONE_CENTRE, LOW_VOLUME
-
-
-def _serve(data: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "qcat",
-            "serve",
-            "--data",
-            str(data),
-            "--port",
-            "0",
-            "--workers",
-            str(workers),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        found = re.search(r"(http://127\.0\.0\.1:\d+/tap)", line)
-        if found:
-            return proc, found.group(1)
-    raise SystemExit("qcat serve did not start")
+from bench.serving import start_qcat_serve
 
 
 def _key(client: httpx.Client, url: str) -> int:
@@ -82,7 +51,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=21)
     args = ap.parse_args()
     ra, dec = CONE_CENTRE
-    proc, url = _serve(args.data, args.workers)
+    proc, base = start_qcat_serve(args.data, args.workers)
+    url = base + "/tap"
     try:
         print(f"{url}: {args.workers} workers, median of {args.repeat} runs", flush=True)
         with httpx.Client(timeout=60) as client:

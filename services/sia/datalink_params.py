@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from qcat.errors import QcatError
+from services.form import request_pairs
 from services.sia.datalink_links import unique_ids
 
 #: Most parameters one request may carry (IDs beyond the ID limit are counted, not resolved).
@@ -39,9 +40,13 @@ class LinksRequest:
 
 async def read_links_request(request: Request) -> LinksRequest:
     """The request's IDs and MAXREC; :class:`LinksUsageError` names a bad parameter."""
-    pairs: list[tuple[str, str]] = list(request.query_params.multi_items())
-    if request.method == "POST":
-        pairs.extend(await _form_pairs(request))
+    pairs = await request_pairs(
+        request,
+        max_fields=MAX_PARAMS + 1,
+        max_files=0,
+        max_part_bytes=MAX_VALUE_BYTES,
+        error=lambda message: LinksUsageError(f"UsageFault: {message}"),
+    )
     if len(pairs) > MAX_PARAMS:
         raise LinksUsageError(
             f"UsageFault: the request has {len(pairs):,} parameters, more than {MAX_PARAMS:,}"
@@ -50,21 +55,6 @@ async def read_links_request(request: Request) -> LinksRequest:
     single = _single_valued(pairs, ("RESPONSEFORMAT", "MAXREC"))
     check_response_format(single.get("RESPONSEFORMAT"))
     return LinksRequest(unique_ids(ids), parse_maxrec(single.get("MAXREC")))
-
-
-async def _form_pairs(request: Request) -> list[tuple[str, str]]:
-    try:
-        form = await request.form(
-            max_files=0, max_fields=MAX_PARAMS + 1, max_part_size=MAX_VALUE_BYTES
-        )
-    except ClientDisconnect:
-        raise
-    except Exception as e:  # malformed bodies raise parser-specific errors
-        raise LinksUsageError(f"UsageFault: cannot read the request body: {e}") from None
-    try:
-        return [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
-    finally:
-        await form.close()
 
 
 def _single_valued(pairs: list[tuple[str, str]], names: tuple[str, ...]) -> dict[str, str]:

@@ -17,10 +17,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from starlette.datastructures import UploadFile
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from qcat.geometry import Circle, GeometryError, Polygon
+from services.form import request_pairs
 from services.settings import ServiceSettings
 from services.sia.sia_range import SkyRange, sky_range
 from services.tap.formats import DEFAULT_FORMAT, OutputFormat, UnknownFormat, find_format
@@ -78,20 +78,13 @@ class SiaQuery:
 
 async def read_sia_params(request: Request) -> MultiParams:
     """Every parameter of the request (URL and, for a POST, the body), names upper-cased."""
-    pairs: list[tuple[str, str]] = list(request.query_params.multi_items())
-    if request.method == "POST":
-        try:
-            form = await request.form(
-                max_files=MAX_FORM_FIELDS, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_PART_BYTES
-            )
-        except ClientDisconnect:
-            raise
-        except Exception as e:  # malformed bodies raise parser-specific errors
-            raise SiaParameterError(f"cannot read the request body: {e}") from None
-        try:
-            pairs += [(k, v) for k, v in form.multi_items() if not isinstance(v, UploadFile)]
-        finally:
-            await form.close()
+    pairs = await request_pairs(
+        request,
+        max_fields=MAX_FORM_FIELDS,
+        max_files=MAX_FORM_FIELDS,
+        max_part_bytes=MAX_PART_BYTES,
+        error=SiaParameterError,
+    )
     if len(pairs) > MAX_VALUES:
         raise SiaParameterError(f"too many parameter values ({len(pairs)}; at most {MAX_VALUES})")
     params: MultiParams = {}

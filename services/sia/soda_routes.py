@@ -13,12 +13,12 @@ code (``UsageError``, ``NotFoundFault``, ``NoOverlap``,
 from __future__ import annotations
 
 import anyio
-from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 
 from qcat.errors import QcatError
+from services.form import request_pairs
 from services.resources import ANY_METHOD
 from services.service import Service
 from services.settings import ServiceSettings
@@ -33,6 +33,8 @@ from services.tap.uws.documents import VALUE_SEPARATOR
 
 #: Most parameters one request may carry.
 MAX_FIELDS = 1000
+#: Largest form value (Starlette's own default).
+MAX_PART_BYTES = 1024 * 1024
 #: Longest parameter value (a POLYGON with many vertices fits).
 MAX_VALUE_CHARS = 100_000
 #: Answers up to this size are produced at once, in the planning thread; larger ones stream.
@@ -41,18 +43,9 @@ INLINE_BYTES = 4 * 1024 * 1024
 
 async def read_pairs(request: Request) -> list[tuple[str, str]]:
     """Every (name, value) of the URL and, for a POST, of the form body, in order."""
-    pairs = list(request.query_params.multi_items())
-    if request.method == "POST":
-        try:
-            form = await request.form(max_files=0, max_fields=MAX_FIELDS)
-        except ClientDisconnect:
-            raise
-        except Exception as e:  # malformed bodies raise parser-specific errors
-            raise UsageError(f"cannot read the request body: {e}") from None
-        try:
-            pairs += [(n, v) for n, v in form.multi_items() if not isinstance(v, UploadFile)]
-        finally:
-            await form.close()
+    pairs = await request_pairs(
+        request, max_fields=MAX_FIELDS, max_files=0, max_part_bytes=MAX_PART_BYTES, error=UsageError
+    )
     if len(pairs) > MAX_FIELDS:
         raise UsageError(f"the request has {len(pairs)} parameters; at most {MAX_FIELDS}")
     for name, value in pairs:

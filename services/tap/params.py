@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from starlette.datastructures import UploadFile
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from qcat.czar.uploads import UploadTable
 from qcat.errors import QcatError
+from services.form import request_pairs
 from services.settings import ServiceSettings
 from services.tap.formats import OutputFormat, UnknownFormat, find_format
 from services.tap.upload import read_uploads
@@ -49,33 +50,26 @@ async def read_request(
     ``max_upload_bytes`` is an error naming it (``None``: file parts are not
     read). A parameter given twice with different values is an error naming it.
     """
-    pairs: list[tuple[str, str]] = list(request.query_params.multi_items())
     parts: dict[str, bytes] = {}
-    if request.method == "POST":
-        try:
-            form = await request.form(
-                max_files=MAX_FORM_FIELDS, max_fields=MAX_FORM_FIELDS, max_part_size=max_chars * 4
+
+    async def read_part(name: str, value: UploadFile) -> None:
+        assert max_upload_bytes is not None
+        data = await value.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            raise ParameterError(
+                f"the uploaded part {name!r} is larger than the upload limit of "
+                f"{max_upload_bytes:,} bytes (setting tap_upload_max_bytes)"
             )
-        except ClientDisconnect:
-            raise
-        except Exception as e:  # malformed bodies raise parser-specific errors
-            raise ParameterError(f"cannot read the request body: {e}") from None
-        try:
-            for name, value in form.multi_items():
-                if isinstance(value, UploadFile):
-                    if max_upload_bytes is None:
-                        continue
-                    data = await value.read(max_upload_bytes + 1)
-                    if len(data) > max_upload_bytes:
-                        raise ParameterError(
-                            f"the uploaded part {name!r} is larger than the upload limit of "
-                            f"{max_upload_bytes:,} bytes (setting tap_upload_max_bytes)"
-                        )
-                    parts[name] = data
-                else:
-                    pairs.append((name, value))
-        finally:
-            await form.close()
+        parts[name] = data
+
+    pairs = await request_pairs(
+        request,
+        max_fields=MAX_FORM_FIELDS,
+        max_files=MAX_FORM_FIELDS,
+        max_part_bytes=max_chars * 4,
+        error=ParameterError,
+        on_file=None if max_upload_bytes is None else read_part,
+    )
     return _fold(pairs), parts
 
 
