@@ -217,7 +217,9 @@ def _build_index(
         for b in reader:
             idx = pset.locate(b.column("h").to_numpy())
             order, pixel = pset.orders_and_pixels(idx)
-            yield pa.record_batch({key: b.column("k"), "Norder": order, "Npix": pixel})
+            yield pa.record_batch(
+                {key: b.column("k"), "Norder": order, "Npix": pixel, HEALPIX_COLUMN: b.column("h")}
+            )
 
     write_director_index(batches(), out, key_column=key, row_group_rows=opts.index_row_group_rows)
     con.close()

@@ -40,9 +40,17 @@ INDEX_COLUMNS = ("key", ORDER_COLUMN, PIXEL_COLUMN)
 the key under the director table's own column name (see ``KEY_COLUMN_METADATA``);
 the partition columns are stored under these HATS names."""
 
+HEALPIX_COLUMN = "_healpix_29"
+"""Optional fourth column (format 2): the key's own order-29 HEALPix index.
+Partition files are sorted by it, so a lookup that knows it can add
+``_healpix_29 = h`` and read one row group of the partition instead of
+scanning the key column of the whole file. Child rows carry their director's
+index, so the same holds for a child table's rows of that key."""
+
 KEY_COLUMN_METADATA = b"qcat.director_index.key_column"
 FORMAT_METADATA = b"qcat.director_index.format"
-FORMAT_VERSION = b"1"
+FORMAT_VERSION = b"1"  # key, Norder, Npix
+FORMAT_VERSION_WITH_HEALPIX = b"2"  # ... and _healpix_29
 
 MAX_ROW_GROUP_ROWS = 64 * 1024 * 1024  # pyarrow's own cap on a row group's rows
 # Parquet writers drop (not truncate) min/max statistics of long strings: pyarrow
@@ -63,6 +71,14 @@ class IndexStats:
     key_column: str
 
 
+@dataclass(frozen=True)
+class KeyLocation:
+    """Where a key's row lives: its partition and, in format 2, its HEALPix index."""
+
+    partition: Partition
+    healpix_29: int | None
+
+
 # ---------------------------------------------------------------------------
 # writing
 
@@ -77,8 +93,9 @@ def write_director_index(
     """Write the director index of ``batches`` to ``path``.
 
     ``batches`` hold the columns ``key_column`` (integer or string),
-    ``Norder`` and ``Npix``, already sorted by key ascending; other columns
-    are ignored. Keys must be unique and strictly ascending across all
+    ``Norder`` and ``Npix``, already sorted by key ascending, and optionally
+    ``_healpix_29`` (then kept, and checked to lie in the row's partition);
+    other columns are ignored. Keys must be unique and strictly ascending across all
     batches, else :class:`IngestError` names the first offending key. The
     file gets exactly ``row_group_rows`` rows per row group (the last may be
     shorter) whatever the batch sizes, with statistics on. It is written
@@ -140,8 +157,9 @@ def _schema_and_batches(
 
 
 def _index_schema(input_schema: pa.Schema, key_column: str) -> pa.Schema:
-    """File schema: the key under its own name, then Norder (uint8), Npix (int64)."""
-    if key_column in (ORDER_COLUMN, PIXEL_COLUMN):
+    """File schema: the key under its own name, then Norder (uint8), Npix (int64)
+    and, when the input has it, _healpix_29 (int64)."""
+    if key_column in (ORDER_COLUMN, PIXEL_COLUMN, HEALPIX_COLUMN):
         raise IngestError(f"key_column {key_column!r} clashes with the index's partition columns")
     for name in (key_column, ORDER_COLUMN, PIXEL_COLUMN):
         if input_schema.get_field_index(name) < 0:
@@ -157,20 +175,23 @@ def _index_schema(input_schema: pa.Schema, key_column: str) -> pa.Schema:
         raise IngestError(
             f"column {key_column!r} has type {key_type}; director keys must be integers or strings"
         )
-    for name in (ORDER_COLUMN, PIXEL_COLUMN):
+    with_healpix = input_schema.get_field_index(HEALPIX_COLUMN) >= 0
+    integers = (ORDER_COLUMN, PIXEL_COLUMN) + ((HEALPIX_COLUMN,) if with_healpix else ())
+    for name in integers:
         if not pa.types.is_integer(input_schema.field(name).type):
             raise IngestError(
                 f"column {name!r} has type {input_schema.field(name).type}; it must be an integer"
             )
-    metadata = {KEY_COLUMN_METADATA: key_column.encode(), FORMAT_METADATA: FORMAT_VERSION}
-    return pa.schema(
-        [
-            pa.field(key_column, stored_key, nullable=False),
-            pa.field(ORDER_COLUMN, pa.uint8(), nullable=False),
-            pa.field(PIXEL_COLUMN, pa.int64(), nullable=False),
-        ],
-        metadata=metadata,
-    )
+    version = FORMAT_VERSION_WITH_HEALPIX if with_healpix else FORMAT_VERSION
+    metadata = {KEY_COLUMN_METADATA: key_column.encode(), FORMAT_METADATA: version}
+    fields = [
+        pa.field(key_column, stored_key, nullable=False),
+        pa.field(ORDER_COLUMN, pa.uint8(), nullable=False),
+        pa.field(PIXEL_COLUMN, pa.int64(), nullable=False),
+    ]
+    if with_healpix:
+        fields.append(pa.field(HEALPIX_COLUMN, pa.int64(), nullable=False))
+    return pa.schema(fields, metadata=metadata)
 
 
 def _writer_options(schema: pa.Schema) -> dict[str, Any]:
@@ -210,9 +231,12 @@ def _index_rows(
     order = _partition_column(batch, ORDER_COLUMN, key, key_column, first_row)
     pixel = _partition_column(batch, PIXEL_COLUMN, key, key_column, first_row)
     _check_pixels(order, pixel, key, key_column, first_row)
-    return pa.RecordBatch.from_arrays(
-        [key, pa.array(order, pa.uint8()), pa.array(pixel, pa.int64())], schema=schema
-    )
+    arrays = [key, pa.array(order, pa.uint8()), pa.array(pixel, pa.int64())]
+    if len(schema) > len(INDEX_COLUMNS):
+        healpix = _partition_column(batch, HEALPIX_COLUMN, key, key_column, first_row)
+        _check_healpix(order, pixel, healpix, key, key_column, first_row)
+        arrays.append(pa.array(healpix, pa.int64()))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _partition_column(
@@ -261,6 +285,26 @@ def _check_pixels(
         raise IngestError(
             f"{key_column} {key[i].as_py()!r} at input row {first_row + i} has no valid "
             f"HEALPix partition: {ORDER_COLUMN}={order[i]}, {PIXEL_COLUMN}={pixel[i]}"
+        )
+
+
+def _check_healpix(
+    order: np.ndarray,
+    pixel: np.ndarray,
+    healpix: np.ndarray,
+    key: pa.Array,
+    key_column: str,
+    first_row: int,
+) -> None:
+    """Reject order-29 indexes that do not lie in their row's partition."""
+    shift = (2 * (HEALPIX_ORDER - order)).astype(np.int64)
+    bad = (healpix < 0) | ((healpix >> shift) != pixel)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise IngestError(
+            f"{key_column} {key[i].as_py()!r} at input row {first_row + i}: "
+            f"{HEALPIX_COLUMN}={healpix[i]} is not in its partition "
+            f"{ORDER_COLUMN}={order[i]}, {PIXEL_COLUMN}={pixel[i]}"
         )
 
 
@@ -355,7 +399,7 @@ def _replace_on_success(path: Path) -> Iterator[str]:
 
 
 class DirectorIndex:
-    """Read side of a director index: key -> :class:`Partition`.
+    """Read side of a director index: key -> :class:`Partition` (and HEALPix index).
 
     Opening reads only the Parquet footer and keeps the row groups' key
     ranges. A lookup reads each row group holding a wanted key once, and no
@@ -366,7 +410,9 @@ class DirectorIndex:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._metadata = _read_footer(self.path)
-        self._key_column, self._key_is_string = _key_column_of(self._metadata, self.path)
+        self._key_column, self._key_is_string, self._has_healpix = _key_column_of(
+            self._metadata, self.path
+        )
         self._mins, self._maxs = _row_group_ranges(self._metadata, self.path)
         self.row_groups_read = 0
 
@@ -374,6 +420,11 @@ class DirectorIndex:
     def key_column(self) -> str:
         """Name of the director key column (as in the director table)."""
         return self._key_column
+
+    @property
+    def has_healpix(self) -> bool:
+        """Whether lookups also give each key's ``_healpix_29`` (format 2)."""
+        return self._has_healpix
 
     @property
     def num_rows(self) -> int:
@@ -391,6 +442,10 @@ class DirectorIndex:
         Integer indexes take Python or numpy integers, string indexes take
         ``str``; a key of the other kind raises :class:`InputError`.
         """
+        return {key: found.partition for key, found in self.locate(keys).items()}
+
+    def locate(self, keys: Iterable[object]) -> dict[object, KeyLocation]:
+        """Like :meth:`lookup`, with each key's ``_healpix_29`` when the index has it."""
         wanted = self._sorted_unique(keys)
         groups = np.searchsorted(self._maxs, wanted, side="left")
         # A key lies in the first row group whose max is >= key, if that
@@ -398,7 +453,7 @@ class DirectorIndex:
         candidate = groups < len(self._maxs)
         candidate[candidate] = self._mins[groups[candidate]] <= wanted[candidate]
         wanted, groups = wanted[candidate], groups[candidate]
-        found: dict[object, Partition] = {}
+        found: dict[object, KeyLocation] = {}
         if len(wanted) == 0:
             return found
         # ``wanted`` is sorted, so each row group's keys form one run.
@@ -418,9 +473,11 @@ class DirectorIndex:
         parquet: pq.ParquetFile,
         group: int,
         wanted: np.ndarray,
-        found: dict[object, Partition],
+        found: dict[object, KeyLocation],
     ) -> None:
         columns = [self._key_column, ORDER_COLUMN, PIXEL_COLUMN]
+        if self._has_healpix:
+            columns.append(HEALPIX_COLUMN)
         table = parquet.read_row_group(group, columns=columns)
         self.row_groups_read += 1
         stored = table.column(0).to_numpy()
@@ -430,8 +487,11 @@ class DirectorIndex:
         rows = at[hit]
         orders = table.column(1).to_numpy()[rows].tolist()
         pixels = table.column(2).to_numpy()[rows].tolist()
-        for key, order, pixel in zip(wanted[hit].tolist(), orders, pixels, strict=True):
-            found[key] = Partition(order, pixel)
+        healpix: list[int | None] = (
+            table.column(3).to_numpy()[rows].tolist() if self._has_healpix else [None] * len(rows)
+        )
+        for key, order, pixel, h in zip(wanted[hit].tolist(), orders, pixels, healpix, strict=True):
+            found[key] = KeyLocation(Partition(order, pixel), h)
 
     def _sorted_unique(self, keys: Iterable[object]) -> np.ndarray:
         """Wanted keys as a sorted array comparable with the stored keys."""
@@ -474,20 +534,22 @@ def _read_footer(path: Path) -> pq.FileMetaData:
         raise IntegrityError(f"director index {path} is not readable Parquet: {err}") from err
 
 
-def _key_column_of(metadata: pq.FileMetaData, path: Path) -> tuple[str, bool]:
-    """Key column name from the file metadata, checked against the schema."""
+def _key_column_of(metadata: pq.FileMetaData, path: Path) -> tuple[str, bool, bool]:
+    """Key column name from the file metadata, checked against the schema; whether
+    the key is a string; whether the file has the ``_healpix_29`` column."""
     key_value = metadata.metadata or {}
     if KEY_COLUMN_METADATA not in key_value:
         raise IntegrityError(f"{path} is not a director index (no {KEY_COLUMN_METADATA.decode()})")
     key_column = key_value[KEY_COLUMN_METADATA].decode()
     schema = metadata.schema.to_arrow_schema()
     expected = [key_column, ORDER_COLUMN, PIXEL_COLUMN]
-    if schema.names != expected:
+    with_healpix = [*expected, HEALPIX_COLUMN]
+    if schema.names not in (expected, with_healpix):
         raise IntegrityError(f"director index {path} has columns {schema.names}, not {expected}")
     key_type = schema.field(0).type
     if key_type not in (pa.int64(), pa.string()):
         raise IntegrityError(f"director index {path} has key type {key_type}")
-    return key_column, key_type == pa.string()
+    return key_column, key_type == pa.string(), schema.names == with_healpix
 
 
 def _row_group_ranges(metadata: pq.FileMetaData, path: Path) -> tuple[np.ndarray, np.ndarray]:

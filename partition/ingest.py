@@ -40,6 +40,7 @@ from partition.checksums import sha256_file
 from partition.director_index import write_director_index
 from partition.hats_writer import (
     HEALPIX_COLUMN,
+    PARTITION_COMPRESSION,
     PartitionedWriter,
     WrittenPartition,
     catalog_properties,
@@ -443,7 +444,13 @@ class _Build:
         idx: np.ndarray,
         writer: pq.ParquetWriter | None,
     ) -> pq.ParquetWriter:
-        b = pa.record_batch({key: batch.column(key), PART_COLUMN: pa.array(idx.astype(np.int32))})
+        b = pa.record_batch(
+            {
+                key: batch.column(key),
+                PART_COLUMN: pa.array(idx.astype(np.int32)),
+                HEALPIX_COLUMN: batch.column(HEALPIX_COLUMN),
+            }
+        )
         if writer is None:
             writer = pq.ParquetWriter(self.work / "index-stage.parquet", b.schema, **_STAGE_WRITER)
         writer.write_batch(b)
@@ -471,12 +478,19 @@ class _Build:
 
         def batches() -> Iterator[pa.RecordBatch]:
             reader = self.con.sql(
-                f"SELECT {_ident(key)}, {PART_COLUMN} FROM read_parquet({_sql_str(stage)}) "
-                f"ORDER BY {_ident(key)}"
+                f"SELECT {_ident(key)}, {PART_COLUMN}, {HEALPIX_COLUMN} "
+                f"FROM read_parquet({_sql_str(stage)}) ORDER BY {_ident(key)}"
             ).to_arrow_reader(self.options.batch_rows)
             for b in reader:
                 order, pixel = parts.orders_and_pixels(b.column(PART_COLUMN).to_numpy())
-                yield pa.record_batch({key: b.column(key), "Norder": order, "Npix": pixel})
+                yield pa.record_batch(
+                    {
+                        key: b.column(key),
+                        "Norder": order,
+                        "Npix": pixel,
+                        HEALPIX_COLUMN: b.column(HEALPIX_COLUMN),
+                    }
+                )
 
         path = self.out / INDEX_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -497,7 +511,8 @@ class _Build:
         path = self.out / PLAIN_FILE
         self.con.execute(
             f"COPY (SELECT {cols} FROM src{order}) TO {_sql_str(path)} "
-            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {self.options.row_group_rows})"
+            f"(FORMAT parquet, COMPRESSION {PARTITION_COMPRESSION}, "
+            f"ROW_GROUP_SIZE {self.options.row_group_rows})"
         )
         return int(pq.read_metadata(path).num_rows)
 

@@ -68,17 +68,19 @@ def open_catalog(
     workers: int = 2,
     visits: int = 0,
     timeout_s: float = 120.0,
+    row_group_rows: int = 100_000,
 ) -> Iterator[Catalog]:
     """Ingest a demo catalog under ``root``, start ``workers`` workers and an engine.
 
     ``visits`` > 0 adds the plain table ``survey.Visit`` (see :func:`make_visits`).
+    ``row_group_rows`` sets the Parquet row groups of the partition files.
     """
     demo = make_demo(n_objects, seed=seed)
     objects = write_as(demo.objects, root / "objects.parquet", "parquet")
     sources = write_as(demo.sources, root / "sources.parquet", "parquet")
     data = root / "data"
     # In-process ingest (the CLI's own tests cover ``qcat ingest``): seconds faster.
-    options = IngestOptions(threshold=threshold, show_progress=False)
+    options = IngestOptions(threshold=threshold, row_group_rows=row_group_rows, show_progress=False)
     ingest_table(data, demo.object_spec, [objects], options)
     ingest_table(data, demo.source_spec, [sources], options)
     raw = duckdb.connect()

@@ -283,6 +283,14 @@ def test_failed_rewrite_keeps_the_previous_index(tmp_path: Path) -> None:
         ({"objectId": [1, 2], "Norder": [0, 30], "Npix": [0, 1]}, "objectId 2 .* Norder=30"),
         ({"objectId": [1, 2], "Norder": [1, 1], "Npix": [47, 48]}, "objectId 2 .* Npix=48"),
         ({"objectId": [1, 2], "Norder": [0, 0], "Npix": [-1, 1]}, "objectId 1 .* Npix=-1"),
+        (
+            {"objectId": [1, 2], "Norder": [0, 0], "Npix": [0, 1], "_healpix_29": [0, 0]},
+            r"objectId 2 at input row 1: _healpix_29=0 is not in its partition Norder=0, Npix=1",
+        ),
+        (
+            {"objectId": [1, 2], "Norder": [0, 0], "Npix": [0, 0], "_healpix_29": [0, None]},
+            "null '_healpix_29' at input row 1 for objectId 2",
+        ),
     ],
 )
 def test_bad_input_is_rejected(tmp_path: Path, columns: dict, message: str) -> None:
@@ -366,3 +374,37 @@ def test_lookup_agrees_with_a_dict(
     rank = {k: i for i, k in enumerate(ordered.tolist())}
     touched = {rank[k] // row_group_rows for k in wanted if k in rank}
     assert index.row_groups_read == len(touched)
+
+
+def test_healpix_is_kept_and_located(tmp_path: Path) -> None:
+    """With ``_healpix_29`` in the input, the index stores it and ``locate`` gives it back."""
+    rng = np.random.default_rng(5)
+    healpix = np.sort(rng.integers(0, 12 << 58, size=5000, dtype=np.int64))
+    keys = np.arange(5000, dtype=np.int64) * 3
+    orders = rng.integers(0, 8, size=5000, dtype=np.int64)
+    pixels = healpix >> (2 * (29 - orders))
+    columns = {**int_columns(keys, orders, pixels), "_healpix_29": pa.array(healpix)}
+    path = tmp_path / "index.parquet"
+    write_director_index(irregular_batches(rng, columns, 700), path, key_column="objectId")
+    index = DirectorIndex(path)
+    assert index.has_healpix
+    assert pq.read_schema(path).names == ["objectId", "Norder", "Npix", "_healpix_29"]
+    wanted = [int(k) for k in rng.choice(keys, 50)] + [1, 2]  # 1 and 2 are not keys
+    located = index.locate(wanted)
+    assert set(located) == {k for k in wanted if k % 3 == 0}
+    for key, found in located.items():
+        assert isinstance(key, int)
+        i = key // 3
+        assert found.partition == Partition(int(orders[i]), int(pixels[i]))
+        assert found.healpix_29 == int(healpix[i])
+    assert index.lookup(wanted) == {k: f.partition for k, f in located.items()}
+
+
+def test_an_index_without_healpix_locates_partitions_only(tmp_path: Path) -> None:
+    path = tmp_path / "index.parquet"
+    batch = pa.record_batch(int_columns(np.arange(10), np.zeros(10, np.int64), np.arange(10)))
+    write_director_index([batch], path, key_column="objectId")
+    index = DirectorIndex(path)
+    assert not index.has_healpix
+    found = index.locate([4])[4]
+    assert (found.partition, found.healpix_29) == (Partition(0, 4), None)

@@ -33,15 +33,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
-from partition.director_index import DirectorIndex
+from partition.director_index import DirectorIndex, KeyLocation
 from partition.hats_writer import HEALPIX_COLUMN
 from qcat.czar.catalog import Chunk, TableSnapshot
 from qcat.czar.constants import constant_number
-from qcat.czar.constraints import TableConstraints, conjuncts, constraints_for, row_filter
+from qcat.czar.constraints import (
+    TableConstraints,
+    conjuncts,
+    constraints_for,
+    healpix_condition,
+    row_filter,
+)
 from qcat.czar.errors import QueryError
 from qcat.czar.resolve import ResolvedQuery, qualified_name
 from qcat.czar.split import CHUNKS, NotSplittable, split
@@ -320,8 +327,8 @@ def _chunks_of_keys(
     table = ref.table
     if table.key_index_path is None:
         return chunks
-    found = _director_index(data_dir / table.key_index_path).lookup(keys)
-    wanted = {(p.order, p.pixel) for p in found.values()}
+    found = _locate_keys(data_dir / table.key_index_path, keys)
+    wanted = {(f.partition.order, f.partition.pixel) for f in found.values()}
     selected = [c for c in chunks if (c.order, c.pixel) in wanted]
     notes.append(
         f"{table.name}: director index maps {len(keys)} key(s) to {len(selected)} chunk(s)"
@@ -329,10 +336,18 @@ def _chunks_of_keys(
     return selected
 
 
-def _director_index(path: Path) -> DirectorIndex:
-    """The director index at ``path``, its footer read once per file version."""
+def _locate_keys(path: Path, keys: tuple[object, ...]) -> dict[object, KeyLocation]:
+    """Where the director index at ``path`` puts each of ``keys`` (read-only result)."""
     stat = path.stat()
-    return _open_index(str(path), stat.st_mtime_ns, stat.st_size)
+    return _located(str(path), stat.st_mtime_ns, stat.st_size, keys)
+
+
+@functools.lru_cache(maxsize=256)
+def _located(
+    path: str, mtime_ns: int, size: int, keys: tuple[object, ...]
+) -> dict[object, KeyLocation]:
+    # Planning asks twice per query (chunks, then row filter); the file never changes.
+    return _open_index(path, mtime_ns, size).locate(keys)
 
 
 @functools.lru_cache(maxsize=32)
@@ -341,10 +356,30 @@ def _open_index(path: str, mtime_ns: int, size: int) -> DirectorIndex:
     return DirectorIndex(Path(path))
 
 
-def _row_filter(ref: _Ref, constraints: TableConstraints) -> list[exp.Expression]:
-    if ref.table.spec.kind != "director":
+def _row_filter(ref: _Ref, constraints: TableConstraints, data_dir: Path) -> list[exp.Expression]:
+    """Conditions implied by ``ref``'s own constraints that let DuckDB skip row groups."""
+    out = _key_filter(ref, constraints, data_dir)
+    if ref.table.spec.kind == "director":
+        out += row_filter(ref.alias, constraints, ref.table.spec.dec_column, HEALPIX_COLUMN)
+    return out
+
+
+def _key_filter(ref: _Ref, constraints: TableConstraints, data_dir: Path) -> list[exp.Expression]:
+    """``_healpix_29`` of the wanted keys, from an index that stores it.
+
+    A key's rows (the director's row and its children's, which carry the
+    director's index) all have the key's ``_healpix_29``, and partition files
+    are sorted by it, so this turns a scan of the key column of the whole
+    chunk into a read of the one row group holding those rows.
+    """
+    keys, index = constraints.keys, ref.table.key_index_path
+    if keys is None or index is None:
         return []
-    return row_filter(ref.alias, constraints, ref.table.spec.dec_column, HEALPIX_COLUMN)
+    cells = {found.healpix_29 for found in _locate_keys(data_dir / index, keys).values()}
+    if None in cells:  # an index written before it stored _healpix_29
+        return []
+    ranges = np.array(sorted((h, h + 1) for h in cells if h is not None), dtype=np.int64)
+    return [healpix_condition(exp.column(HEALPIX_COLUMN, table=ref.alias), ranges.reshape(-1, 2))]
 
 
 def _chunk_local(
@@ -375,7 +410,7 @@ def _chunk_local(
         grown = _grown(constraints[driver.index], shape.radius)
         if grown is not None and constraints[near.index].regions is None:
             constraints[near.index] = TableConstraints(grown, constraints[near.index].keys)
-    extra = [c for r in refs for c in _row_filter(r, constraints[r.index])]
+    extra = [c for r in refs for c in _row_filter(r, constraints[r.index], data_dir)]
     if shape.kind == "neighbours":
         extra.extend(_neighbour_filters(driver, refs[shape.margin or 0], shape.radius, constraints))
     if shape.kind == "single":
@@ -635,7 +670,7 @@ def _gather(
         )
         for t in terms:
             select = select.where(_translate(t.copy(), units), copy=False)
-        for condition in _row_filter(ref, constraints):
+        for condition in _row_filter(ref, constraints, data_dir):
             select = select.where(condition, copy=False)
         if ref.table.partitioned:
             tasks = tuple(Task((c.order, c.pixel), {ref.relation: [c.path]}) for c in chunks)

@@ -118,7 +118,9 @@ def worker(
     sys.stdout.flush()
     while not stop.wait(1.0):
         pass
-    if not server.close(timeout=10.0):
+    # Orphaned (the czar died): no client is left to read the stopped streams out.
+    orphaned = parent_pid is not None and os.getppid() != parent_pid
+    if not server.close(timeout=1.0 if orphaned else 10.0):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)  # a stalled client must not keep a stopped worker alive

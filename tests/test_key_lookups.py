@@ -1,0 +1,106 @@
+"""Director-key lookups: the index's ``_healpix_29`` narrows a chunk to its row groups.
+
+The partition files here have row groups of 40 rows, so a lookup whose
+``_healpix_29`` condition were wrong would skip the row group holding the
+answer. Every answer is compared with DuckDB over the unpartitioned input.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from partition.director_index import DirectorIndex, write_director_index
+from qcat.czar.engine import QueryEngine
+from tests.engine_support import Catalog, open_catalog, raw, run
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
+    root = tmp_path_factory.mktemp("keys")
+    with open_catalog(root, n_objects=3000, seed=23, threshold=1500, row_group_rows=40) as opened:
+        yield opened
+
+
+def _keys(catalog: Catalog, *rows: int) -> list[int]:
+    column = catalog.demo.objects["objectId"]
+    return [column[i].as_py() for i in rows]
+
+
+def _chunk_sql(engine: QueryEngine, adql: str) -> str:
+    return engine.explain(adql).chunk_queries[0].sql
+
+
+def test_id_lookups_find_their_row(catalog: Catalog) -> None:
+    for key in _keys(catalog, 0, 17, 1499, 2222, 2999):
+        adql = f"SELECT objectId, coord_ra, g_psfMag FROM demo.Object WHERE objectId = {key}"
+        assert "_healpix_29 BETWEEN" in _chunk_sql(catalog.engine, adql)
+        sql = f"SELECT objectId, coord_ra, g_psfMag FROM object WHERE objectId = {key}"
+        want = raw(catalog, sql)
+        assert len(want) == 1 and run(catalog, adql) == want
+
+
+def test_in_list_with_absent_keys(catalog: Catalog) -> None:
+    keys = [*_keys(catalog, *range(3, 3000, 61)), 1, -7, 10**15]
+    listed = ", ".join(map(str, keys))
+    adql = f"SELECT objectId, r_psfMag FROM demo.Object WHERE objectId IN ({listed}) ORDER BY 1"
+    sql = f"SELECT objectId, r_psfMag FROM object WHERE objectId IN ({listed}) ORDER BY 1"
+    want = raw(catalog, sql)
+    assert len(want) == len(keys) - 3 and run(catalog, adql) == want
+
+
+def test_light_curve_by_the_child_key(catalog: Catalog) -> None:
+    for key in _keys(catalog, 5, 1800):
+        adql = (
+            f"SELECT sourceId, midPointTai, psFlux FROM demo.Source WHERE objectId = {key} "
+            "ORDER BY midPointTai, sourceId"
+        )
+        assert "_healpix_29 BETWEEN" in _chunk_sql(catalog.engine, adql)
+        want = raw(
+            catalog,
+            f"SELECT sourceId, midPointTai, psFlux FROM source WHERE objectId = {key} "
+            "ORDER BY midPointTai, sourceId",
+        )
+        assert want and run(catalog, adql) == want
+
+
+def test_outer_join_keeps_directors_without_children(catalog: Catalog) -> None:
+    # The key is the director's: only the director's rows may be narrowed, never the
+    # outer side's, or objects without matching sources would lose their row.
+    listed = ", ".join(map(str, _keys(catalog, *range(0, 3000, 97))))
+    adql = (
+        "SELECT o.objectId, s.sourceId FROM demo.Object AS o LEFT JOIN demo.Source AS s "
+        "ON s.objectId = o.objectId AND s.psFlux > 40000 "
+        f"WHERE o.objectId IN ({listed}) ORDER BY 1, 2"
+    )
+    want = raw(
+        catalog,
+        "SELECT o.objectId, s.sourceId FROM object o LEFT JOIN source s "
+        "ON s.objectId = o.objectId AND s.psFlux > 40000 "
+        f"WHERE o.objectId IN ({listed}) ORDER BY 1, 2 NULLS FIRST",
+    )
+    assert any(r[1] is None for r in want) and any(r[1] is not None for r in want)
+    assert run(catalog, adql) == want
+
+
+def test_an_index_without_healpix_still_answers(catalog: Catalog, tmp_path: Path) -> None:
+    """Indexes written before they stored ``_healpix_29`` give lookups without the narrowing."""
+    (index_path,) = catalog.data.glob("tables/demo.object/*/index/director_index.parquet")
+    saved = tmp_path / "saved.parquet"
+    shutil.copy2(index_path, saved)
+    old = pq.read_table(saved).drop_columns(["_healpix_29"])
+    try:
+        write_director_index(old.to_batches(), index_path, key_column="objectId")
+        assert not DirectorIndex(index_path).has_healpix
+        (key,) = _keys(catalog, 1234)
+        adql = f"SELECT objectId, i_psfMag FROM demo.Object WHERE objectId = {key}"
+        assert "_healpix_29" not in _chunk_sql(catalog.engine, adql)
+        assert run(catalog, adql) == raw(
+            catalog, f"SELECT objectId, i_psfMag FROM object WHERE objectId = {key}"
+        )
+    finally:
+        shutil.copy2(saved, index_path)
