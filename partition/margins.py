@@ -42,8 +42,9 @@ from collections.abc import Iterator
 import healpy as hp
 import numpy as np
 
-from partition.layout import HEALPIX_ORDER, PartitionSet
+from partition.layout import HEALPIX_ORDER, Partition, PartitionSet
 from qcat.errors import ConfigError
+from qcat.geometry.coverage import merge_ranges
 
 ARCSEC_RAD = math.pi / (180.0 * 3600.0)
 
@@ -164,6 +165,40 @@ def distance_to_pixel_arcsec(
     if len(starts):
         out[rows[starts]] = np.minimum.reduceat(d, starts)
     return out / ARCSEC_RAD
+
+
+def neighbourhood_ranges(partition: Partition, width_arcsec: float) -> np.ndarray:
+    """Order-29 ranges covering every point within ``width_arcsec`` of ``partition``.
+
+    The partition's own range and, at the margin order k of the width
+    (:func:`margin_order_for`), the neighbours of the order-k cells along its
+    boundary: a point within the width of the partition is within it of a
+    boundary cell, so it lies in that cell or a neighbour. A partition
+    smaller than an order-k cell is covered by that cell and its neighbours.
+    Half-open ranges, shape ``(n, 2)``, sorted and merged; a superset (the
+    exact distance test is the caller's).
+    """
+    k = margin_order_for(width_arcsec)
+    order, pixel = partition.order, partition.pixel
+    if k <= order:
+        # The order-k cell holding the partition stands in for it.
+        order, pixel = k, pixel >> (2 * (order - k))
+        boundary = np.array([pixel], dtype=np.int64)
+    else:
+        # In the NESTED scheme a pixel's sub-pixels at order k are the (x, y) cells of
+        # its face scaled by n = 2**(k - order): the boundary ones have x or y at an edge.
+        x0, y0, face = (int(v) for v in hp.pix2xyf(1 << order, pixel, nest=True))
+        n = 1 << (k - order)
+        along = np.arange(n, dtype=np.int64)
+        first, last = np.zeros(n, dtype=np.int64), np.full(n, n - 1, dtype=np.int64)
+        xs = np.concatenate([first, last, along, along]) + x0 * n
+        ys = np.concatenate([along, along, first, last]) + y0 * n
+        boundary = np.asarray(hp.xyf2pix(1 << k, xs, ys, face, nest=True), dtype=np.int64)
+    near = np.asarray(hp.get_all_neighbours(1 << k, boundary, nest=True), dtype=np.int64).ravel()
+    cells = np.unique(np.concatenate([boundary, near[near >= 0]]))
+    shift, own_shift = 2 * (HEALPIX_ORDER - k), 2 * (HEALPIX_ORDER - order)
+    own = np.array([[pixel << own_shift, (pixel + 1) << own_shift]], dtype=np.int64)
+    return merge_ranges(np.concatenate([own, np.stack([cells << shift, (cells + 1) << shift], 1)]))
 
 
 def margin_pairs(

@@ -14,10 +14,13 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+from partition.ingest import IngestOptions, ingest_table
 from qcat.czar.engine import WORKER_SETUP_MODULE, QueryEngine
 from qcat.czar.plan import QueryPlan
+from qcat.schema import infer_spec
 from qcat.worker.pool import LocalWorkers
 from tests.conftest import ingest_demo_table, make_demo
 from tests.formats import write_as
@@ -33,6 +36,17 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for table, rows in (("demo.Object", demo.objects), ("demo.Source", demo.sources)):
         path = write_as(rows, root / f"{table}.parquet", "parquet")
         ingest_demo_table(root / "data", demo, table, path, 300)
+    # A second director table, partitioned on its own, for crossmatches.
+    stars = pa.table(
+        {
+            "starId": pa.array(range(1, 1001), pa.int64()),
+            "ra": demo.objects["coord_ra"].slice(0, 1000),
+            "dec": demo.objects["coord_dec"].slice(0, 1000),
+        }
+    )
+    path = write_as(stars, root / "stars.parquet", "parquet")
+    spec = infer_spec(stars.schema, "ext.Star", key="starId")
+    ingest_table(root / "data", spec, [path], IngestOptions(threshold=400, show_progress=False))
     return root / "data"
 
 
@@ -52,6 +66,10 @@ def render(plan: QueryPlan) -> str:
     for cq in plan.chunk_queries:
         lines.append(f"chunk query {cq.name} ({len(cq.tasks)} tasks):")
         lines.append(f"  {cq.sql}")
+        own = [t for t in cq.tasks if t.sql is not None]
+        if own:  # tasks that narrow the chunk query to their own neighbourhood
+            lines.append(f"first of {len(own)} task(s) with their own SQL, chunk {own[0].key}:")
+            lines.append(f"  {own[0].sql}")
     lines.append("merge:")
     lines.append(f"  {plan.merge_sql}")
     return "\n".join(lines) + "\n"

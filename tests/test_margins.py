@@ -31,6 +31,7 @@ from partition.margins import (
     margin_order_for,
     margin_pairs,
     margin_tolerance_arcsec,
+    neighbourhood_ranges,
 )
 from qcat.errors import ConfigError
 
@@ -499,6 +500,35 @@ def test_margin_pairs_property(positions, width, spread, seed):
     brute_check(ra, dec, SMALL_LAYOUT, width)
     rows, parts = margin_pairs(ra, dec, radec_to_healpix29(ra, dec), SMALL_LAYOUT, width)
     assert not np.any(SMALL_LAYOUT.locate(radec_to_healpix29(ra, dec))[rows] == parts)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 9),
+    st.floats(0.0, 1.0),
+    st.sampled_from([0.5, 5.0, 60.0, 700.0, 3600.0, 5 * 3600.0]),
+    st.integers(0, 2**32 - 1),
+)
+def test_neighbourhood_ranges_hold_every_point_within_the_width(order, where, width, seed):
+    """Points near a partition's boundary, inside and beyond the width, against exact distances."""
+    rng = np.random.default_rng(seed)
+    pixel = int(where * ((12 << 2 * order) - 1))
+    ranges = neighbourhood_ranges(Partition(order, pixel), width)
+    assert np.all(ranges[1:, 0] > ranges[:-1, 1])  # sorted and merged
+    # Samples along the pixel's edges, moved by up to two widths in random directions.
+    edge = np.asarray(hp.boundaries(1 << order, pixel, step=64, nest=True)).T
+    starts = edge[rng.integers(0, len(edge), 400)]
+    ra, dec = to_radec(moved(starts, rng.uniform(0, 2 * width * ARCSEC, len(starts)), rng))
+    h29 = radec_to_healpix29(ra, dec)
+    covered = np.zeros(len(h29), dtype=bool)
+    for lo, hi in ranges:
+        covered |= (h29 >= lo) & (h29 < hi)
+    distance = distance_to_pixel_arcsec(ra, dec, order, pixel)
+    within = distance <= width * (1 - 1e-6)
+    assert within.any()
+    assert covered[within].all(), distance[within & ~covered]
+    shift = 2 * (29 - order)
+    assert any(lo <= pixel << shift and (pixel + 1) << shift <= hi for lo, hi in ranges)
 
 
 # ---------------------------------------------------------------- scale

@@ -289,7 +289,8 @@ class QueryEngine:
                 ChunkTask(
                     query_id,
                     f"{chunk_query.name}-{n}",
-                    chunk_query.sql,
+                    # Tasks with their own SQL are never bound together (ChunkQuery).
+                    tasks[0].sql or chunk_query.sql,
                     _bound_together(tasks),
                     deadline,
                 ),

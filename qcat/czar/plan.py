@@ -40,6 +40,8 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from partition.director_index import DirectorIndex, KeyLocation
 from partition.hats_writer import HEALPIX_COLUMN
+from partition.layout import Partition
+from partition.margins import ARCSEC_RAD, NEIGHBOURHOOD_REACH, neighbourhood_ranges
 from qcat.czar.catalog import Chunk, TableSnapshot
 from qcat.czar.constants import constant_number
 from qcat.czar.constraints import (
@@ -61,10 +63,16 @@ REF = "qcat_ref"
 
 @dataclass(frozen=True)
 class Task:
-    """One chunk task: the files bound to each relation of the chunk query."""
+    """One chunk task: the files bound to each relation of the chunk query.
+
+    ``sql``: this task's own statement, when it differs from the chunk
+    query's by conditions that only narrow what the task reads (a
+    crossmatch's neighbourhood of its chunk); None runs the chunk query's.
+    """
 
     key: tuple[int, int]
     relations: dict[str, list[str]]
+    sql: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,10 @@ class ChunkQuery:
     materialize: bool
     batchable: bool = True
     anywhere: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batchable and any(t.sql is not None for t in self.tasks):
+            raise ValueError("tasks with their own SQL cannot be bound together")
 
 
 @dataclass(frozen=True)
@@ -181,10 +193,12 @@ def _translate(node: exp.Expression, units: dict[tuple[str, str], str]) -> exp.E
 class _Shape:
     """How the partitioned references of a chunk-local query relate."""
 
-    kind: str  # "single", "director-child", "neighbours"
+    kind: str  # "single", "director-child", "neighbours", "crossmatch"
     driver: int  # the reference whose chunks define the tasks
-    margin: int | None = None  # the reference read with its margin (neighbours)
-    radius: float = 0.0  # the match radius in degrees (neighbours)
+    #: neighbours: the reference read with its margin; crossmatch: the other
+    #: director table, read in each driver chunk's neighbourhood
+    margin: int | None = None
+    radius: float = 0.0  # the match radius in degrees (neighbours, crossmatch)
 
 
 def _chunk_local_shape(tree: exp.Expression, refs: list[_Ref]) -> _Shape | None:
@@ -206,9 +220,13 @@ def _chunk_local_shape(tree: exp.Expression, refs: list[_Ref]) -> _Shape | None:
     for d, c in ((a, b), (b, a)):
         if _joined_on_director_key(d, c, terms):
             return _Shape("director-child", d.index)
-    if a.table is b.table and a.table.spec.kind == "director":
+    if a.table.spec.kind == b.table.spec.kind == "director":
         for x, y in ((a, b), (b, a)):
             radius = _neighbour_radius(x, y, terms)
+            if radius is not None and a.table is not b.table:
+                if radius * 3600.0 > MAX_CROSSMATCH_ARCSEC:
+                    return None  # neighbourhoods of half the sky: gathered instead
+                return _Shape("crossmatch", x.index, margin=y.index, radius=radius)
             if radius is not None:
                 margin_deg = y.table.margin_arcsec / 3600.0
                 if radius > margin_deg:
@@ -402,16 +420,19 @@ def _chunk_local(
         if keys is not None and driver_constraints.keys is None:
             driver_constraints = TableConstraints(driver_constraints.regions, keys)
     chunks = _chunks(driver, driver_constraints, data_dir, notes)
-    tasks = _tasks(chunks, refs, shape)
+    if shape.kind == "crossmatch":
+        tasks = _crossmatch_tasks(chunks, refs, shape, notes)
+    else:
+        tasks = _tasks(chunks, refs, shape)
 
-    if shape.kind == "neighbours":
+    if shape.kind in ("neighbours", "crossmatch"):
         assert shape.margin is not None
         near = refs[shape.margin]
         grown = _grown(constraints[driver.index], shape.radius)
         if grown is not None and constraints[near.index].regions is None:
             constraints[near.index] = TableConstraints(grown, constraints[near.index].keys)
     extra = [c for r in refs for c in _row_filter(r, constraints[r.index], data_dir)]
-    if shape.kind == "neighbours":
+    if shape.kind in ("neighbours", "crossmatch"):
         extra.extend(_neighbour_filters(driver, refs[shape.margin or 0], shape.radius, constraints))
     if shape.kind == "single":
         extra.extend(_broadcast_match_bands(driver, refs, terms))
@@ -431,13 +452,15 @@ def _chunk_local(
         parts.merge.sql("duckdb", copy=False) if whole is None else f"SELECT * FROM {CHUNKS}"
     )
     passthrough = whole is not None or parts.passthrough
+    if shape.kind == "crossmatch":
+        tasks = _with_neighbourhood_sql(chunk, tasks, refs[shape.margin or 0], shape.radius)
     chunk_query = ChunkQuery(
         CHUNKS,
         chunk.sql("duckdb", copy=False),
         {ref.relation: ref.table for ref in refs},
         tuple(tasks),
         materialize=False,
-        batchable=shape.kind != "neighbours",
+        batchable=shape.kind not in ("neighbours", "crossmatch"),
     )
     notes.append(f"{len(tasks)} chunk task(s)")
     if whole is not None:
@@ -463,6 +486,71 @@ def _tasks(chunks: list[Chunk], refs: list[_Ref], shape: _Shape) -> list[Task]:
     return tasks
 
 
+def _crossmatch_tasks(
+    chunks: list[Chunk], refs: list[_Ref], shape: _Shape, notes: list[str]
+) -> list[Task]:
+    """One task per driver chunk: its rows, and the other table's chunks near it.
+
+    Every row of the driver lies in exactly one of its chunks, and every row
+    of the other table within the radius of it lies in a chunk meeting that
+    chunk's neighbourhood (:func:`neighbourhood_ranges`), so each matching
+    pair is found by exactly one task. The two tables' partitions need not
+    agree and no margin is read.
+    """
+    near = refs[shape.margin or 0]
+    radius_arcsec = shape.radius * 3600.0
+    tasks = []
+    for chunk in chunks:
+        reach = neighbourhood_ranges(chunk.partition, max(radius_arcsec, MIN_REACH_ARCSEC))
+        around = near.table.chunks_overlapping(reach)
+        if not around:
+            continue  # no row of the other table near this chunk: an inner join yields nothing
+        relations: dict[str, list[str]] = {}
+        for ref in refs:
+            if ref is near:
+                relations[ref.relation] = [c.path for c in around]
+            else:
+                files = _files_for(ref, chunk, shape)
+                if files is None:
+                    break
+                relations[ref.relation] = files
+        else:
+            tasks.append(Task((chunk.order, chunk.pixel), relations))
+    notes.append(
+        f"{near.table.name}: each task reads its chunks within {radius_arcsec:g} arcsec "
+        "of the driver chunk (no margins)"
+    )
+    return tasks
+
+
+def _with_neighbourhood_sql(
+    chunk: exp.Select, tasks: list[Task], near: _Ref, radius: float
+) -> list[Task]:
+    """Each task's SQL: the chunk query, the other table cut to the task chunk's neighbourhood.
+
+    Only narrows what is read (rows farther than the radius never match), so
+    the chunk query without it gives the same rows.
+    """
+    column = exp.column(HEALPIX_COLUMN, table=near.alias)
+    out = []
+    for task in tasks:
+        order, pixel = task.key
+        reach = neighbourhood_ranges(
+            Partition(order, pixel), max(radius * 3600.0, MIN_REACH_ARCSEC)
+        )
+        own = chunk.copy().where(healpix_condition(column, reach), copy=False)
+        out.append(Task(task.key, task.relations, own.sql("duckdb", copy=False)))
+    return out
+
+
+#: Smallest neighbourhood width a crossmatch task uses: neighbourhoods need a
+#: positive width, and rows at one position (radius 0) share a chunk anyway.
+MIN_REACH_ARCSEC = 1e-3
+#: Largest crossmatch radius run chunk by chunk (the widest neighbourhood
+#: :func:`neighbourhood_ranges` covers); larger ones are gathered.
+MAX_CROSSMATCH_ARCSEC = NEIGHBOURHOOD_REACH / ARCSEC_RAD
+
+
 #: Unit-vector columns a neighbour join adds to both sides (``qcat_x``, ...).
 _UNIT_COLUMNS = ("x", "y", "z")
 
@@ -474,7 +562,10 @@ def _relation(ref: _Ref, shape: _Shape) -> exp.Expression:
     the pair test can start with a cheap chord-length comparison (see
     :func:`_neighbour_filters`).
     """
-    if shape.kind != "neighbours" or ref.index not in (shape.driver, shape.margin):
+    if shape.kind not in ("neighbours", "crossmatch") or ref.index not in (
+        shape.driver,
+        shape.margin,
+    ):
         return exp.to_table(ref.relation, alias=ref.alias)
     spec = ref.table.spec
     position = [
