@@ -177,15 +177,6 @@ def _check_compatible(old: TableSpec, new: TableSpec) -> None:
         )
 
 
-def own_position_columns(spec: TableSpec) -> tuple[str, str] | None:
-    """A child table's own position columns (UCDs ``pos.eq.ra``/``pos.eq.dec``)."""
-    ra = next((c.name for c in spec.columns if (c.ucd or "").lower().startswith("pos.eq.ra")), None)
-    dec = next(
-        (c.name for c in spec.columns if (c.ucd or "").lower().startswith("pos.eq.dec")), None
-    )
-    return (ra, dec) if ra and dec else None
-
-
 class _Build:
     """State of one ingest between staging and commit."""
 
@@ -748,7 +739,7 @@ def _build_version(
     """Build a version of ``spec``'s table and rename it into place, uncommitted."""
     build = _Build(data_dir, store, spec, opts, work)
     build.inputs = [str(p) for p in inputs]
-    own = own_position_columns(spec) if spec.kind == "child" and opts.orphans == "keep" else None
+    own = spec.own_position if spec.kind == "child" and opts.orphans == "keep" else None
     if spec.kind == "child" and opts.orphans == "keep" and own is None:
         raise SchemaError(
             f"{spec.qualified_name}: --orphans keep needs the table's own position columns "
@@ -795,7 +786,7 @@ def _build_version(
         ra, dec = (
             (spec.ra_column, spec.dec_column)
             if spec.kind == "director"
-            else (own_position_columns(spec) or (None, None))
+            else (spec.own_position or (None, None))
         )
         write_properties(
             catalog,

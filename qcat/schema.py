@@ -128,6 +128,24 @@ class TableSpec:
         return f"{self.schema_name}.{self.name}"
 
     @property
+    def own_position(self) -> tuple[str, str] | None:
+        """The ``(ra, dec)`` columns of each row's own position, if any.
+
+        A director's main position; for other tables the first columns whose
+        UCDs start with ``pos.eq.ra`` / ``pos.eq.dec`` (a child's rows sit in
+        their director's chunk, but may carry positions of their own).
+        """
+        if self.ra_column and self.dec_column:
+            return self.ra_column, self.dec_column
+        ra = next(
+            (c.name for c in self.columns if (c.ucd or "").lower().startswith("pos.eq.ra")), None
+        )
+        dec = next(
+            (c.name for c in self.columns if (c.ucd or "").lower().startswith("pos.eq.dec")), None
+        )
+        return (ra, dec) if ra and dec else None
+
+    @property
     def kind(self) -> TableKind:
         """``director``, ``child`` or ``plain``."""
         if self.director_table:

@@ -645,3 +645,29 @@ def test_chunks_within_hold_points_near_the_region(region, margin, seed):
 def test_margin_must_be_non_negative():
     with pytest.raises(GeometryError, match="margin"):
         chunks_within(Circle(0, 0, 1), PARTS, -1.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.floats(0, 360),
+    st.floats(0, 360),
+    st.floats(-90, 90),
+    st.floats(-90, 90),
+    st.integers(0, 2**32 - 1),
+)
+def test_bounding_circle_holds_its_box(ra1, ra2, dec1, dec2, seed):
+    from qcat.geometry.regions import bounding_circle
+
+    ra_min, ra_max = sorted((ra1, ra2))
+    dec_min, dec_max = sorted((dec1, dec2))
+    circle = bounding_circle(ra_min, ra_max, dec_min, dec_max)
+    rng = np.random.default_rng(seed)
+    # Corners, edge midpoints and random points of the box.
+    ras = np.r_[
+        ra_min, ra_max, ra_min, ra_max, (ra_min + ra_max) / 2, rng.uniform(ra_min, ra_max, 200)
+    ]
+    decs = np.r_[dec_min, dec_min, dec_max, dec_max, dec_min, rng.uniform(dec_min, dec_max, 200)]
+    sep = SkyCoord(ras * u.deg, decs * u.deg).separation(
+        SkyCoord(circle.ra * u.deg, circle.dec * u.deg)
+    )
+    assert np.all(sep.deg <= circle.radius + 1e-9)

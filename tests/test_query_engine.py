@@ -24,7 +24,7 @@ from qcat.czar.adql import AdqlSyntaxError
 from qcat.czar.dispatch import QueryFailed
 from qcat.czar.engine import WORKER_SETUP_MODULE, QueryEngine
 from qcat.czar.errors import QueryError, ResolveError
-from qcat.geometry import Box, Polygon
+from qcat.geometry import Box, Circle, Polygon
 from qcat.worker.pool import LocalWorkers
 from tests.conftest import ingest_demo_table, make_demo
 from tests.engine_support import Catalog, assert_rows_close, open_catalog, raw, run
@@ -440,6 +440,72 @@ def test_qcat_adql_explain_shows_chunks_and_sql(catalog: Catalog) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "shape: chunk-local" in proc.stdout
     assert "_healpix_29 BETWEEN" in proc.stdout and "merge:" in proc.stdout
+
+
+def _source_coords(catalog: Catalog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t = catalog.demo.sources
+    return t["sourceId"].to_numpy(), t["ra"].to_numpy(), t["dec"].to_numpy()
+
+
+@pytest.mark.parametrize(
+    ("region", "form"),
+    [
+        ("CIRCLE(126.2, -35.3, 3.0)", "contains"),
+        ("CIRCLE(359.5, 0.5, 6.0)", "distance"),
+        ("POLYGON(240.0, -55.0, 246.0, -55.0, 246.0, -49.0, 240.0, -49.0)", "contains"),
+    ],
+)
+def test_a_child_region_reads_only_chunks_holding_its_positions(
+    catalog: Catalog, region: str, form: str
+) -> None:
+    """Sources sit in their object's chunk; their own positions prune by the chunks' bounds."""
+    from qcat.geometry.reference import inside_np
+
+    parsed: Circle | Polygon
+    if region.startswith("CIRCLE"):
+        ra, dec, radius = (float(v) for v in region[7:-1].split(","))
+        parsed = Circle(ra, dec, radius)
+    else:
+        values = [float(v) for v in region[8:-1].split(",")]
+        parsed = Polygon(tuple(zip(values[::2], values[1::2], strict=True)))
+    condition = (
+        f"CONTAINS(POINT(ra, dec), {region}) = 1"
+        if form == "contains"
+        else f"DISTANCE(POINT(ra, dec), POINT({parsed.ra!r}, {parsed.dec!r})) <= {parsed.radius!r}"
+    )
+    adql = f"SELECT sourceId FROM demo.Source WHERE {condition}"
+    tasks = catalog.engine.explain(adql).chunk_queries[0].tasks
+    total = len(catalog.engine.catalog().table("demo.Source").chunks)
+    assert 0 < len(tasks) < total / 2
+    ids, ras, decs = _source_coords(catalog)
+    if isinstance(parsed, Circle):
+        sep = SkyCoord(ras * u.deg, decs * u.deg).separation(
+            SkyCoord(parsed.ra * u.deg, parsed.dec * u.deg)
+        )
+        want = set(ids[sep.deg <= parsed.radius].tolist())
+    else:
+        want = set(ids[inside_np(ras, decs, parsed)].tolist())
+    assert want and {r[0] for r in run(catalog, adql)} == want
+
+
+def test_a_child_region_prunes_a_director_child_join(catalog: Catalog) -> None:
+    adql = (
+        "SELECT o.objectId, s.sourceId FROM demo.Object AS o JOIN demo.Source AS s "
+        "ON o.objectId = s.objectId "
+        "WHERE CONTAINS(POINT(s.ra, s.dec), CIRCLE(126.2, -35.3, 3.0)) = 1 AND s.psFlux > 0"
+    )
+    query_plan = catalog.engine.explain(adql)
+    assert any("position bounds keep" in n for n in query_plan.notes)
+    total = len(catalog.engine.catalog().table("demo.Object").chunks)
+    assert 0 < len(query_plan.chunk_queries[0].tasks) < total / 2
+    want = raw(
+        catalog,
+        "SELECT o.objectId, s.sourceId FROM object o JOIN source s ON o.objectId = s.objectId "
+        "WHERE s.psFlux > 0 AND degrees(2 * asin(sqrt(pow(sin(radians(s.dec + 35.3) / 2), 2) + "
+        "cos(radians(s.dec)) * cos(radians(-35.3)) * pow(sin(radians(s.ra - 126.2) / 2), 2)))) "
+        "<= 3.0 ORDER BY 1, 2",
+    )
+    assert want and sorted(run(catalog, adql)) == want
 
 
 def test_child_key_lookup_reads_one_chunk(catalog: Catalog) -> None:

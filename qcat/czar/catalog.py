@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +35,10 @@ class Chunk:
     num_rows: int
     path: str
     margin_path: str | None
+    #: ``(ra_min, ra_max, dec_min, dec_max)`` of the rows' own positions, from the
+    #: partition statistics (None when unknown): a child table's rows sit in their
+    #: director's chunk, so only these bounds say where their own positions are.
+    position_bounds: tuple[float, float, float, float] | None = None
 
     @property
     def partition(self) -> Partition:
@@ -187,6 +192,24 @@ def _table_snapshot(store: MetadataStore, spec: TableSpec, version: VersionRecor
             relative = p.path.split("/dataset/", 1)[-1]
             candidate = f"{version.margin_path}/dataset/{relative}"
             margin = candidate if candidate in margin_files else None
-        chunks.append(Chunk(p.order, p.pixel, p.num_rows, p.path, margin))
+        chunks.append(
+            Chunk(p.order, p.pixel, p.num_rows, p.path, margin, _position_bounds(spec, p.stats))
+        )
     chunks.sort(key=lambda c: c.partition.lo29)
     return TableSnapshot(spec, version, tuple(chunks), None, version.index_path)
+
+
+def _position_bounds(
+    spec: TableSpec, stats: dict[str, list[Any]]
+) -> tuple[float, float, float, float] | None:
+    """The partition's ra and dec [min, max] from its statistics, when both are known."""
+    if spec.own_position is None:
+        return None
+    ra_column, dec_column = spec.own_position
+    ra, dec = stats.get(ra_column), stats.get(dec_column)
+    if not ra or not dec or None in (*ra, *dec):
+        return None
+    try:
+        return float(ra[0]), float(ra[1]), float(dec[0]), float(dec[1])
+    except (TypeError, ValueError):
+        return None

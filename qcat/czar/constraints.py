@@ -65,7 +65,10 @@ class TableConstraints:
 
     @cached_property
     def ranges(self) -> np.ndarray | None:
-        """``_healpix_29`` ranges covering the regions, computed once (None: no regions)."""
+        """``_healpix_29`` ranges covering the regions, computed once (None: no regions).
+
+        They locate a director's rows only; a child's rows carry their director's index.
+        """
         if self.regions is None:
             return None
         return merge_ranges(
@@ -94,8 +97,8 @@ def row_filter(
         out.append(
             exp.Between(
                 this=exp.column(dec_column.lower(), table=alias),
-                low=_double(lo),
-                high=_double(hi),
+                low=double_literal(lo),
+                high=double_literal(hi),
             )
         )
     return out
@@ -135,7 +138,7 @@ def dec_band(regions: tuple[Region, ...]) -> tuple[float, float] | None:
     return max(lo, -90.0), min(hi, 90.0)
 
 
-def _double(value: float) -> exp.Expression:
+def double_literal(value: float) -> exp.Expression:
     """A DOUBLE literal (``1.5e0``; DuckDB reads ``1.5`` as a DECIMAL)."""
     from qcat.geometry.sql import literal
 
@@ -167,7 +170,9 @@ def constraints_for(
     regions: tuple[Region, ...] | None = None
     keys: tuple[object, ...] | None = None
     for term in terms:
-        if table.spec.kind == "director":
+        # A child's regions are on its own positions, not on its chunks' pixels:
+        # the planner prunes those by the chunks' position bounds instead.
+        if table.spec.kind in ("director", "child"):
             found = _regions(term, alias, table)
             # Several spatial terms all hold: any one of them prunes correctly.
             if found is not None and (regions is None or _smaller(found, regions)):
@@ -225,10 +230,11 @@ def _column_is(node: exp.Expression, alias: str, name: str | None) -> bool:
 
 
 def _is_position(node: exp.Expression, alias: str, table: TableSnapshot) -> bool:
+    ra, dec = table.spec.own_position or (None, None)
     return (
         isinstance(node, AdqlPoint)
-        and _column_is(node.args["coord1"], alias, table.spec.ra_column)
-        and _column_is(node.args["coord2"], alias, table.spec.dec_column)
+        and _column_is(node.args["coord1"], alias, ra)
+        and _column_is(node.args["coord2"], alias, dec)
     )
 
 
@@ -246,10 +252,9 @@ def _distance_centre(
     if isinstance(node, QcatAngDist):
         a = (node.args["ra1"], node.args["dec1"])
         b = (node.args["ra2"], node.args["dec2"])
+        ra_column, dec_column = table.spec.own_position or (None, None)
         for (ra_p, dec_p), (ra_q, dec_q) in ((a, b), (b, a)):
-            if _column_is(ra_p, alias, table.spec.ra_column) and _column_is(
-                dec_p, alias, table.spec.dec_column
-            ):
+            if _column_is(ra_p, alias, ra_column) and _column_is(dec_p, alias, dec_column):
                 ra, dec = constant_number(ra_q), constant_number(dec_q)
                 if ra is not None and dec is not None:
                     return ra, dec

@@ -48,6 +48,8 @@ from qcat.czar.constraints import (
     TableConstraints,
     conjuncts,
     constraints_for,
+    dec_band,
+    double_literal,
     healpix_condition,
     row_filter,
 )
@@ -55,7 +57,7 @@ from qcat.czar.errors import QueryError
 from qcat.czar.resolve import ResolvedQuery, qualified_name
 from qcat.czar.split import CHUNKS, NotSplittable, split
 from qcat.czar.translate import to_duckdb
-from qcat.geometry import Circle, contains_sql
+from qcat.geometry import Circle, Region, bounding_circle, contains_sql, regions_intersect
 from qcat.geometry.sql import literal
 
 REF = "qcat_ref"
@@ -331,12 +333,32 @@ def _chunks(
 ) -> list[Chunk]:
     table = ref.table
     chunks = list(table.chunks)
-    if constraints.ranges is not None:
+    if constraints.regions is not None and table.spec.kind == "child":
+        chunks = _chunks_by_bounds(chunks, constraints.regions)
+        notes.append(
+            f"{table.name}: position bounds select {len(chunks)} of {len(table.chunks)} chunks"
+        )
+    elif constraints.ranges is not None:
         chunks = table.chunks_overlapping(constraints.ranges)
         notes.append(f"{table.name}: region selects {len(chunks)} of {len(table.chunks)} chunks")
     if constraints.keys is not None:
         chunks = _chunks_of_keys(ref, constraints.keys, chunks, data_dir, notes)
     return chunks
+
+
+def _chunks_by_bounds(chunks: list[Chunk], regions: tuple[Region, ...]) -> list[Chunk]:
+    """Chunks whose rows' position bounds can meet one of ``regions``.
+
+    A child table's rows sit in their director's chunk, not their own
+    position's, so its chunks are pruned by the ra/dec range their rows
+    span (from the partition statistics), enclosed in a circle.
+    """
+    kept = []
+    for chunk in chunks:
+        bounds = chunk.position_bounds
+        if bounds is None or any(regions_intersect(r, bounding_circle(*bounds)) for r in regions):
+            kept.append(chunk)
+    return kept
 
 
 def _chunks_of_keys(
@@ -379,6 +401,10 @@ def _row_filter(ref: _Ref, constraints: TableConstraints, data_dir: Path) -> lis
     out = _key_filter(ref, constraints, data_dir)
     if ref.table.spec.kind == "director":
         out += row_filter(ref.alias, constraints, ref.table.spec.dec_column, HEALPIX_COLUMN)
+    band = dec_band(constraints.regions or ())
+    if ref.table.spec.kind == "child" and band is not None and ref.table.spec.own_position:
+        dec = exp.column(ref.table.spec.own_position[1].lower(), table=ref.alias)
+        out.append(exp.Between(this=dec, low=double_literal(band[0]), high=double_literal(band[1])))
     return out
 
 
@@ -420,6 +446,13 @@ def _chunk_local(
         if keys is not None and driver_constraints.keys is None:
             driver_constraints = TableConstraints(driver_constraints.regions, keys)
     chunks = _chunks(driver, driver_constraints, data_dir, notes)
+    if shape.kind == "director-child":
+        child = next(r for r in refs if r.table.partitioned and r is not driver)
+        regions = constraints[child.index].regions
+        if regions is not None:  # an inner join: only chunks whose children may match
+            holding = {c.partition for c in _chunks_by_bounds(list(child.table.chunks), regions)}
+            chunks = [c for c in chunks if c.partition in holding]
+            notes.append(f"{child.table.name}: position bounds keep {len(chunks)} chunk(s)")
     if shape.kind == "crossmatch":
         tasks = _crossmatch_tasks(chunks, refs, shape, notes)
     else:

@@ -367,6 +367,26 @@ def regions_intersect(a: Region, b: Region) -> bool:
     return bool(arcs_cross(a1, b1, n1, a2, b2, n2).any())
 
 
+def bounding_circle(ra_min: float, ra_max: float, dec_min: float, dec_max: float) -> Circle:
+    """A circle holding every point with ra in [ra_min, ra_max] and dec in [dec_min, dec_max].
+
+    From the centre (mid ra, mid dec), any point of the box is reached along
+    the centre's meridian to the point's declination (at most half the dec
+    range), then along that parallel (at most half the ra range times the
+    largest cos(dec) in the box); the great-circle distance is no longer than
+    that path. Conservative, not tight; a small slack covers rounding.
+    """
+    half_ra = max(0.0, (ra_max - ra_min) / 2.0)
+    half_dec = max(0.0, (dec_max - dec_min) / 2.0)
+    nearest_equator = 0.0 if dec_min <= 0.0 <= dec_max else min(abs(dec_min), abs(dec_max))
+    reach = half_dec + half_ra * math.cos(math.radians(nearest_equator)) + BOUNDING_SLACK_DEG
+    return Circle(ra_min + half_ra, dec_min + half_dec, min(180.0, reach))
+
+
+#: Added to :func:`bounding_circle` radii (degrees): far above float rounding.
+BOUNDING_SLACK_DEG = 1e-9
+
+
 def _vertex_coords(poly: Polygon) -> tuple[np.ndarray, np.ndarray]:
     return (
         np.array([v[0] for v in poly.vertices], dtype=np.float64),

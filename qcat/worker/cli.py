@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -88,10 +88,13 @@ def worker(
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     if parent_pid is not None:
         exit_with_parent(parent_pid)
-    stop = threading.Event()
+    # A plain flag: the handler runs on the main thread between bytecodes, and an
+    # Event.set() there deadlocks when it interrupts that thread's own Event.wait()
+    # (both take the Event's lock), which left workers running after a SIGTERM.
+    stopping: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        stopping.append(signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -116,8 +119,8 @@ def worker(
         sys.exit(1)
     click.echo(f"listening grpc://{host}:{server.port}")
     sys.stdout.flush()
-    while not stop.wait(1.0):
-        pass
+    while not stopping:
+        time.sleep(0.2)
     # Orphaned (the czar died): no client is left to read the stopped streams out.
     orphaned = parent_pid is not None and os.getppid() != parent_pid
     if not server.close(timeout=1.0 if orphaned else 10.0):
