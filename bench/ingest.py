@@ -28,7 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-from partition.hats_writer import PARTITION_COMPRESSION
 from qcat.demo.generator import schema_path, write_demo_files
 
 
@@ -50,7 +49,7 @@ def _phase(kind: str, table: str, inputs: list[str], out: Path, memory: str) -> 
         out.mkdir(parents=True, exist_ok=True)
         con.execute(
             f"COPY (SELECT * FROM read_parquet({files}) ORDER BY {order}) "
-            f"TO '{out / 'sorted.parquet'}' (FORMAT parquet, COMPRESSION {PARTITION_COMPRESSION}, "
+            f"TO '{out / 'sorted.parquet'}' (FORMAT parquet, COMPRESSION zstd, "
             "ROW_GROUP_SIZE 100000)"
         )
         rows = con.sql(f"SELECT count(*) FROM read_parquet('{out / 'sorted.parquet'}')").fetchall()[

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import duckdb
 
-from partition.hats_writer import PARTITION_COMPRESSION
 from qcat.czar.engine import WORKER_SETUP_MODULE, QueryEngine
 from qcat.worker.pool import LocalWorkers
 
@@ -124,12 +123,11 @@ def main() -> None:
     single.mkdir(exist_ok=True)
     raw = duckdb.connect()
     for table, pattern in (("object", "Object-*.parquet"), ("source", "Source-*.parquet")):
-        # The partitions' codec, so that the ratio measures the engine, not the codec.
-        target = single / f"{table}-{PARTITION_COMPRESSION}.parquet"
+        target = single / f"{table}.parquet"
         if not target.exists():
             raw.execute(
                 f"COPY (SELECT * FROM read_parquet('{args.inputs}/{pattern}')) TO '{target}' "
-                f"(FORMAT parquet, COMPRESSION {PARTITION_COMPRESSION}, ROW_GROUP_SIZE 100000)"
+                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"
             )
         raw.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{target}')")
     key = raw.sql("SELECT objectId FROM object LIMIT 1 OFFSET 123457").fetchall()[0][0]

@@ -32,14 +32,17 @@ from partition.layout import Partition, PartitionSet
 
 HEALPIX_COLUMN = "_healpix_29"
 
-#: Parquet codec of partition and plain table files. snappy decodes about twice
-#: as fast (scans of the demo catalog 1.4-1.8x faster) for files 12-21% larger,
-#: but DuckDB's sorted rewrite with snappy is so much faster than with zstd that
-#: ingest went from 2.0x to 2.4x of it (docs/ingest.md, "Storage settings").
+#: Parquet codec of plain table files, and of partition columns that compress.
 PARTITION_COMPRESSION = "zstd"
+#: Codec of partition columns zstd barely shrinks (noisy measurements): zstd
+#: saves 5-19% on them but decodes about twice as slowly as snappy, which every
+#: scan and lookup pays (docs/ingest.md, "Storage settings").
+INCOMPRESSIBLE_CODEC = "snappy"
+#: zstd must shrink a column's first row group at least this much to be used.
+ZSTD_MIN_RATIO = 1.25
 #: Data page size in bytes (pyarrow's default). Pages of 64 KB were tried so that a
 #: lookup would decode only the pages holding its rows, but DuckDB 2.0 decodes a
-#: row group's pages whole either way (same lookup times) and writing got slower.
+#: row group's pages whole either way and writing got slower.
 DATA_PAGE_BYTES = 1024 * 1024
 
 
@@ -117,6 +120,29 @@ def dictionary_columns(schema: pa.Schema, sample: pa.Table | None = None) -> lis
     return out
 
 
+def column_codecs(sample: pa.Table) -> dict[str, str]:
+    """A codec per column: zstd where it shrinks ``sample`` (the file's first row
+    group) by :data:`ZSTD_MIN_RATIO` or more, else :data:`INCOMPRESSIBLE_CODEC`.
+
+    Ids, sorted indexes, times, flags and strings compress 2-14x and keep
+    zstd; fluxes, errors and coordinates compress 1.05-1.19x and decode at
+    snappy's speed instead.
+    """
+    codecs = {}
+    for name in sample.column_names:
+        values = sample.column(name).slice(0, DICTIONARY_SAMPLE_ROWS).combine_chunks()
+        codecs[name] = PARTITION_COMPRESSION
+        if pa.types.is_floating(values.type) and len(values) > 0:
+            width = values.type.bit_width // 8
+            buffer = values.buffers()[1]
+            assert buffer is not None
+            data = buffer.slice(values.offset * width, len(values) * width)
+            packed = pa.compress(data, codec=PARTITION_COMPRESSION, asbytes=True)
+            if data.size < ZSTD_MIN_RATIO * len(packed):
+                codecs[name] = INCOMPRESSIBLE_CODEC
+    return codecs
+
+
 #: Rows of a file's first batch :func:`dictionary_columns` looks at, and how many
 #: times on average a number must repeat in them to be dictionary-encoded.
 DICTIONARY_SAMPLE_ROWS = 16_384
@@ -138,7 +164,7 @@ class PartitionedWriter:
         schema: pa.Schema,
         *,
         row_group_rows: int = 100_000,
-        compression: str = PARTITION_COMPRESSION,
+        compression: str | None = None,
     ) -> None:
         self.catalog_dir = catalog_dir
         self.dataset_dir = catalog_dir / "dataset"
@@ -198,7 +224,7 @@ class PartitionedWriter:
         return pq.ParquetWriter(
             path,
             self.schema,
-            compression=self.compression,
+            compression=self.compression or column_codecs(first),
             data_page_size=DATA_PAGE_BYTES,
             use_dictionary=dictionary_columns(self.schema, first),
             write_statistics=True,

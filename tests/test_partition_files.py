@@ -1,4 +1,4 @@
-"""The Parquet files of partitions: codec, row groups and dictionaries."""
+"""The Parquet files of partitions: codecs, row groups and dictionaries."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from partition.hats_writer import PARTITION_COMPRESSION, PartitionedWriter
+from partition.hats_writer import (
+    INCOMPRESSIBLE_CODEC,
+    PARTITION_COMPRESSION,
+    PartitionedWriter,
+)
 from partition.layout import Partition, PartitionSet
 
 
@@ -47,5 +51,12 @@ def test_repeating_numbers_are_dictionary_encoded_per_file(tmp_path: Path) -> No
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [20_000] * 2 + [
         10_000
     ]
-    assert _column_chunk(first_file, "noisy").compression == PARTITION_COMPRESSION.upper()
+    # zstd where it pays (ids, the repeating flag), snappy for noise it cannot shrink.
+    codecs = {name: _column_chunk(first_file, name).compression for name in batch.schema.names}
+    assert codecs == {
+        "flag": PARTITION_COMPRESSION.upper(),
+        "noisy": INCOMPRESSIBLE_CODEC.upper(),
+        "bits": PARTITION_COMPRESSION.upper(),
+        "ids": PARTITION_COMPRESSION.upper(),
+    }
     assert pq.read_table(first_file).combine_chunks().equals(pa.Table.from_batches([batch]))
