@@ -453,10 +453,12 @@ def _chunk_local(
             holding = {c.partition for c in _chunks_by_bounds(list(child.table.chunks), regions)}
             chunks = [c for c in chunks if c.partition in holding]
             notes.append(f"{child.table.name}: position bounds keep {len(chunks)} chunk(s)")
+    tasks = _tasks(chunks, refs, shape)
     if shape.kind == "crossmatch":
-        tasks = _crossmatch_tasks(chunks, refs, shape, notes)
-    else:
-        tasks = _tasks(chunks, refs, shape)
+        notes.append(
+            f"{refs[shape.margin or 0].table.name}: each task reads its chunks within "
+            f"{shape.radius * 3600.0:g} arcsec of the driver chunk (no margins)"
+        )
 
     if shape.kind in ("neighbours", "crossmatch"):
         assert shape.margin is not None
@@ -519,41 +521,16 @@ def _tasks(chunks: list[Chunk], refs: list[_Ref], shape: _Shape) -> list[Task]:
     return tasks
 
 
-def _crossmatch_tasks(
-    chunks: list[Chunk], refs: list[_Ref], shape: _Shape, notes: list[str]
-) -> list[Task]:
-    """One task per driver chunk: its rows, and the other table's chunks near it.
+def _reach(partition: Partition, radius_deg: float) -> np.ndarray:
+    """Order-29 ranges holding every point within ``radius_deg`` of ``partition``.
 
-    Every row of the driver lies in exactly one of its chunks, and every row
-    of the other table within the radius of it lies in a chunk meeting that
-    chunk's neighbourhood (:func:`neighbourhood_ranges`), so each matching
-    pair is found by exactly one task. The two tables' partitions need not
-    agree and no margin is read.
+    A crossmatch task reads the other table's chunks meeting its driver
+    chunk's reach: every driver row lies in exactly one chunk, and every row
+    of the other table within the radius of it lies in the reach
+    (:func:`neighbourhood_ranges`), so each pair is found by exactly one task
+    whatever the two tables' partitions, and no margin is read.
     """
-    near = refs[shape.margin or 0]
-    radius_arcsec = shape.radius * 3600.0
-    tasks = []
-    for chunk in chunks:
-        reach = neighbourhood_ranges(chunk.partition, max(radius_arcsec, MIN_REACH_ARCSEC))
-        around = near.table.chunks_overlapping(reach)
-        if not around:
-            continue  # no row of the other table near this chunk: an inner join yields nothing
-        relations: dict[str, list[str]] = {}
-        for ref in refs:
-            if ref is near:
-                relations[ref.relation] = [c.path for c in around]
-            else:
-                files = _files_for(ref, chunk, shape)
-                if files is None:
-                    break
-                relations[ref.relation] = files
-        else:
-            tasks.append(Task((chunk.order, chunk.pixel), relations))
-    notes.append(
-        f"{near.table.name}: each task reads its chunks within {radius_arcsec:g} arcsec "
-        "of the driver chunk (no margins)"
-    )
-    return tasks
+    return neighbourhood_ranges(partition, max(radius_deg * 3600.0, MIN_REACH_ARCSEC))
 
 
 def _with_neighbourhood_sql(
@@ -567,10 +544,7 @@ def _with_neighbourhood_sql(
     column = exp.column(HEALPIX_COLUMN, table=near.alias)
     out = []
     for task in tasks:
-        order, pixel = task.key
-        reach = neighbourhood_ranges(
-            Partition(order, pixel), max(radius * 3600.0, MIN_REACH_ARCSEC)
-        )
+        reach = _reach(Partition(*task.key), radius)
         own = chunk.copy().where(healpix_condition(column, reach), copy=False)
         out.append(Task(task.key, task.relations, own.sql("duckdb", copy=False)))
     return out
@@ -728,6 +702,9 @@ def _files_for(ref: _Ref, chunk: Chunk, shape: _Shape) -> list[str] | None:
     if not table.partitioned:
         assert table.plain_path is not None
         return [table.plain_path]
+    if shape.kind == "crossmatch" and ref.index == shape.margin:
+        near = table.chunks_overlapping(_reach(chunk.partition, shape.radius))
+        return [c.path for c in near] or None
     own = table.chunks_at([chunk.partition])
     if not own:
         return None  # an inner join with a chunk this table lacks yields nothing
