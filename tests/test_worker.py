@@ -313,7 +313,8 @@ def test_lockdown_refuses_everything_but_reading_tables(
             task(
                 "SELECT name, value FROM duckdb_settings() WHERE name IN ('lock_configuration', "
                 "'enable_external_access', 'allowed_directories', 'memory_limit', "
-                "'autoinstall_known_extensions', 'autoload_known_extensions')"
+                "'autoinstall_known_extensions', 'autoload_known_extensions', "
+                "'parquet_metadata_cache', 'disable_parquet_prefetching')"
             )
         )
         .read_all()
@@ -324,6 +325,8 @@ def test_lockdown_refuses_everything_but_reading_tables(
     assert got["autoinstall_known_extensions"] == got["autoload_known_extensions"] == "false"
     assert f"{tables.resolve()}/" in got["allowed_directories"]
     assert got["memory_limit"] == "488.2 MiB"  # the pool's 512MB
+    # read settings hold for the task's own cursor, not only the worker's connection
+    assert got["parquet_metadata_cache"] == got["disable_parquet_prefetching"] == "true"
 
     assert _snapshot(data_dir) == before
     assert not Path("y.csv").exists()

@@ -55,7 +55,7 @@ from qcat.czar.constraints import (
 )
 from qcat.czar.errors import QueryError
 from qcat.czar.resolve import ResolvedQuery, qualified_name
-from qcat.czar.split import CHUNKS, NotSplittable, split
+from qcat.czar.split import CHUNKS, NotSplittable, split, splits_as_is
 from qcat.czar.translate import to_duckdb
 from qcat.geometry import Circle, Region, bounding_circle, contains_sql, regions_intersect
 from qcat.geometry.sql import literal
@@ -476,17 +476,21 @@ def _chunk_local(
     for node in list(translated.find_all(exp.Table)):
         node.replace(_relation(refs[node.meta[REF]], shape))
     names = [c.name for c in resolved.columns]
-    # One task answers the whole query: it runs there as written, no merge needed.
-    whole = translated.copy() if whole_query and len(tasks) == 1 else None
-    parts = split(translated, names)  # also checks the query can be split, for any chunk count
-    chunk = parts.chunk if whole is None else cast(exp.Select, _rename_outputs(whole, names))
+    whole = whole_query and len(tasks) == 1
+    if whole:  # one task answers the whole query: it runs there as written, no merge needed
+        if not splits_as_is(translated):  # still refuse what a query over more chunks would
+            split(translated.copy(), names)
+        chunk = cast(exp.Select, _rename_outputs(translated, names))
+        merge_sql = f"SELECT * FROM {CHUNKS}"
+        passthrough = True
+    else:
+        parts = split(translated, names)
+        chunk = parts.chunk
+        # The trees are ours and used once: the generator need not copy them first.
+        merge_sql = parts.merge.sql("duckdb", copy=False)
+        passthrough = parts.passthrough
     for condition in extra:
         chunk = chunk.where(condition, copy=False)
-    # The trees are ours and used once: the generator need not copy them first.
-    merge_sql = (
-        parts.merge.sql("duckdb", copy=False) if whole is None else f"SELECT * FROM {CHUNKS}"
-    )
-    passthrough = whole is not None or parts.passthrough
     if shape.kind == "crossmatch":
         tasks = _with_neighbourhood_sql(chunk, tasks, refs[shape.margin or 0], shape.radius)
     chunk_query = ChunkQuery(
@@ -498,7 +502,7 @@ def _chunk_local(
         batchable=shape.kind not in ("neighbours", "crossmatch"),
     )
     notes.append(f"{len(tasks)} chunk task(s)")
-    if whole is not None:
+    if whole:
         notes.append("one task: it runs the whole query, its rows stream straight out")
     elif passthrough:
         notes.append("merge only renames columns: chunk rows stream straight out")

@@ -66,6 +66,17 @@ def has_aggregates(select: exp.Select) -> bool:
     return bool(select.args.get("group"))
 
 
+def splits_as_is(select: exp.Select) -> bool:
+    """Whether every chunk can run ``select`` as written and the merge only concatenates.
+
+    No aggregate, DISTINCT, ORDER BY, TOP or OFFSET: :func:`split` cannot refuse
+    such a query, so a plan with one task may skip it.
+    """
+    if any(select.args.get(k) for k in ("distinct", "order", "limit", "offset")):
+        return False
+    return not has_aggregates(select)
+
+
 def split(select: exp.Select, names: list[str]) -> SplitQuery:
     """Split ``select`` (FROM already naming the chunk relations); ``names`` are output names.
 

@@ -28,6 +28,17 @@ def sql_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+#: How the worker reads Parquet (see "Reading Parquet" in docs/workers.md).
+#: Partition files never change once written (a new version is a new
+#: directory), so their footers are cached; and DuckDB reads only the pages a
+#: scan needs instead of prefetching whole column chunks, which a lookup
+#: touching one row group of a wide table would otherwise pay for in full.
+READ_SETTINGS = (
+    "SET GLOBAL parquet_metadata_cache=true",
+    "SET GLOBAL disable_parquet_prefetching=true",
+)
+
+
 def open_locked_database(
     tables_dir: Path,
     *,
@@ -58,6 +69,8 @@ def open_locked_database(
     )
     try:
         for statement in setup_sql:
+            con.execute(statement)
+        for statement in READ_SETTINGS:
             con.execute(statement)
         root = str(tables_dir).rstrip("/") + "/"
         con.execute(f"SET allowed_directories=[{sql_string(root)}]")
