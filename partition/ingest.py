@@ -44,6 +44,7 @@ from partition.hats_writer import (
     PartitionedWriter,
     WrittenPartition,
     catalog_properties,
+    row_group_rows_for,
     write_catalog_metadata,
     write_properties,
 )
@@ -192,6 +193,11 @@ class _Build:
         self.store = store
         self.spec = spec
         self.options = options
+        #: Rows per row group of the files written (derived from the row width unless set).
+        written = spec.arrow_schema()
+        if spec.kind != "plain":
+            written = written.append(pa.field(HEALPIX_COLUMN, pa.int64()))
+        self.row_group_rows = row_group_rows_for(written, options.row_group_rows)
         self.work = work
         self.out = work / "out"
         self.out.mkdir(parents=True)
@@ -376,7 +382,7 @@ class _Build:
     ) -> list[WrittenPartition]:
         schema = self.spec.arrow_schema().append(pa.field(HEALPIX_COLUMN, pa.int64()))
         writer = PartitionedWriter(
-            self.out / CATALOG_DIR, parts, schema, row_group_rows=self.options.row_group_rows
+            self.out / CATALOG_DIR, parts, schema, row_group_rows=self.row_group_rows
         )
         margin_stage = index_stage = None
         key = self.spec.primary_key[0] if len(self.spec.primary_key) == 1 else None
@@ -451,7 +457,7 @@ class _Build:
         stage = self.work / "margin-stage.parquet"
         schema = self.spec.arrow_schema().append(pa.field(HEALPIX_COLUMN, pa.int64()))
         writer = PartitionedWriter(
-            self.out / MARGIN_DIR, parts, schema, row_group_rows=self.options.row_group_rows
+            self.out / MARGIN_DIR, parts, schema, row_group_rows=self.row_group_rows
         )
         if stage.exists():
             cols = ", ".join(_ident(c) for c in [*self.spec.column_names, HEALPIX_COLUMN])
@@ -503,7 +509,7 @@ class _Build:
         self.con.execute(
             f"COPY (SELECT {cols} FROM src{order}) TO {_sql_str(path)} "
             f"(FORMAT parquet, COMPRESSION {PARTITION_COMPRESSION}, "
-            f"ROW_GROUP_SIZE {self.options.row_group_rows})"
+            f"ROW_GROUP_SIZE {self.row_group_rows})"
         )
         return int(pq.read_metadata(path).num_rows)
 
@@ -856,7 +862,7 @@ def _build_version(
             properties={
                 "partition_threshold": opts.threshold,
                 "highest_order": opts.highest_order,
-                "row_group_rows": opts.row_group_rows,
+                "row_group_rows": build.row_group_rows,
                 "orphans": opts.orphans,
                 "orphans_kept": getattr(build, "orphans", 0) if opts.orphans == "keep" else 0,
             },

@@ -75,7 +75,7 @@ def main() -> None:
 @setting_option("--threshold", "partition_threshold", int)
 @setting_option("--highest-order", "highest_order", int)
 @setting_option("--margin-arcsec", "margin_arcsec", float)
-@setting_option("--row-group-rows", "row_group_rows", int)
+@setting_option("--row-group-rows", "row_group_rows", click.IntRange(min=0))
 @setting_option("--memory-limit", "ingest_memory_limit")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))

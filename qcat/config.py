@@ -44,8 +44,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("lowest_order", 0, "Shallowest HEALPix order a partition may have."),
         Setting(
             "row_group_rows",
-            100_000,
-            "Rows per Parquet row group in partition files (DuckDB prunes by row group).",
+            0,
+            "Rows per Parquet row group in table files (DuckDB prunes by row group); "
+            "0: about 4 MB of column data, so wide tables get shorter groups.",
         ),
         Setting("margin_arcsec", 60.0, "Width of the margin (overlap) catalog in arcseconds."),
         Setting(

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from qcat.metadata.store import MetadataStore
@@ -223,6 +224,21 @@ def test_missing_input_file(
         run_qcat, published, demo_small.schema, "demo.Object", tmp_path / "nowhere.parquet"
     )
     assert "nowhere.parquet" in err and "not found" in err
+
+
+def test_negative_row_group_rows_is_refused(
+    published: Path, demo_small: DemoTables, run_qcat: RunQcat, tmp_path: Path
+) -> None:
+    source = tmp_path / "objects.parquet"
+    pq.write_table(new_objects(demo_small), source)
+    before = state(published)
+    proc = run_qcat(
+        "ingest", "--data", published, "--schema", demo_small.schema, "--table", "demo.Object",
+        "--row-group-rows", "-1", source, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2  # a usage error, refused before anything starts
+    assert "--row-group-rows" in proc.stderr and "-1" in proc.stderr
+    assert state(published) == before
 
 
 def test_write_error_while_writing(tmp_path: Path, run_qcat: RunQcat) -> None:

@@ -7,13 +7,20 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from partition.hats_writer import (
     INCOMPRESSIBLE_CODEC,
     PARTITION_COMPRESSION,
+    ROW_GROUP_BYTES,
+    ROW_GROUP_ROWS_RANGE,
     PartitionedWriter,
+    row_group_rows_for,
 )
+from partition.ingest import IngestOptions, ingest_table
 from partition.layout import Partition, PartitionSet
+from qcat.metadata.store import MetadataStore
+from tests.conftest import make_demo
 
 
 def _column_chunk(path: Path, name: str, row_group: int = 0) -> pq.ColumnChunkMetaData:
@@ -60,3 +67,51 @@ def test_repeating_numbers_are_dictionary_encoded_per_file(tmp_path: Path) -> No
         "ids": PARTITION_COMPRESSION.upper(),
     }
     assert pq.read_table(first_file).combine_chunks().equals(pa.Table.from_batches([batch]))
+
+
+def test_row_groups_are_sized_by_row_width_unless_set() -> None:
+    wide = pa.schema([pa.field(f"c{i}", pa.float64()) for i in range(32)])  # 256 bytes a row
+    narrow = pa.schema([pa.field("id", pa.int64()), pa.field("flag", pa.bool_())])
+    text = pa.schema(
+        [pa.field("id", pa.int64())] + [pa.field(f"s{i}", pa.string()) for i in range(4)]
+    )
+    assert row_group_rows_for(wide) == ROW_GROUP_BYTES // 256
+    assert row_group_rows_for(text) == ROW_GROUP_BYTES // (8 + 4 * 16)
+    # a very narrow row would give huge groups: capped, as a very wide one is floored
+    assert row_group_rows_for(narrow) == ROW_GROUP_ROWS_RANGE[1]
+    huge = pa.schema([pa.field(f"c{i}", pa.float64()) for i in range(4000)])
+    assert row_group_rows_for(huge) == ROW_GROUP_ROWS_RANGE[0]
+    assert row_group_rows_for(wide, 5000) == 5000  # asked for explicitly
+    with pytest.raises(ValueError, match="got -1"):
+        row_group_rows_for(wide, -1)
+
+
+def test_ingest_gives_wide_tables_shorter_row_groups(tmp_path: Path) -> None:
+    demo = make_demo(100_000)  # over the 12 order-0 pixels: the densest holds >21,732
+    options = IngestOptions(threshold=10_000_000, show_progress=False)
+    data = tmp_path / "data"
+    some_sources = demo.sources.slice(0, 100_000)
+    for spec, table in ((demo.object_spec, demo.objects), (demo.source_spec, some_sources)):
+        source = tmp_path / f"{spec.qualified_name}.parquet"
+        pq.write_table(table, source)
+        ingest_table(data, spec, [source], options)
+    store = MetadataStore.for_data_dir(data)
+    try:
+        groups = {}
+        for name in ("demo.Object", "demo.Source"):
+            version = store.current_version(name)
+            assert version is not None
+            # the count used is recorded with the version, and every file keeps to it
+            groups[name] = version.properties["row_group_rows"]
+            full_groups = 0
+            for part in store.partitions(name):
+                meta = pq.read_metadata(data / part.path)
+                sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+                assert sizes[:-1] == [groups[name]] * (len(sizes) - 1)
+                assert 0 < sizes[-1] <= groups[name]
+                full_groups += len(sizes) - 1
+            assert full_groups >= 1 or name == "demo.Source"  # (too few sources for one)
+        # 28 Object columns against 10 Source columns
+        assert groups["demo.Object"] < 25_000 < 45_000 < groups["demo.Source"]
+    finally:
+        store.close()
