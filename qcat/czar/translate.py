@@ -43,6 +43,7 @@ from qcat.czar.adql.expressions import (
     QcatFluxToAbmag,
 )
 from qcat.czar.constants import Region, constant_point, constant_region
+from qcat.czar.constraints import double_literal
 from qcat.czar.errors import QueryError, UnsupportedQuery
 from qcat.czar.resolve import UNIT
 from qcat.geometry import (
@@ -58,8 +59,8 @@ from qcat.geometry import (
     distance_sql,
     regions_intersect,
 )
-from qcat.geometry.regions import SQ_DEG_PER_SR, as_shape
-from qcat.geometry.sql import literal
+from qcat.geometry.regions import SQ_DEG_PER_SR, as_shape, circle_test
+from qcat.geometry.sql import haversine_at_least_sql, haversine_at_most_sql, literal
 
 #: AB magnitude zero point for fluxes in nJy: m = -2.5 log10(f / nJy) + 31.4.
 AB_ZERO_POINT_NJY = 31.4
@@ -73,6 +74,10 @@ def to_duckdb(tree: exp.Expression, unit_of: UnitOf) -> exp.Expression:
     ``unit_of`` gives the unit of a (qualified) column expression, for ``IN_UNIT``.
     """
     _check_coordinate_systems(tree)
+    return _translated(tree, unit_of)
+
+
+def _translated(tree: exp.Expression, unit_of: UnitOf) -> exp.Expression:
     return tree.copy().transform(lambda node: _translate(node, unit_of), copy=False)
 
 
@@ -99,8 +104,9 @@ def _no_unit(node: exp.Expression) -> str | None:
 
 
 def _sub(node: exp.Expression) -> exp.Expression:
-    """A sub-expression translated on its own (a replaced node's children are not revisited)."""
-    return to_duckdb(node, _no_unit)
+    """A sub-expression translated on its own (a replaced node's children are not revisited;
+    the whole tree's coordinate systems were checked already)."""
+    return _translated(node, _no_unit)
 
 
 def _sql(node: exp.Expression) -> str:
@@ -359,6 +365,12 @@ def _point_in(point: AdqlPoint, region_node: exp.Expression) -> exp.Expression:
         constant = constant_point(point)
         if constant is not None:
             return exp.Boolean(this=bool(contains_point(region, constant.ra, constant.dec)))
+        shape = as_shape(region)
+        if isinstance(shape, Circle):  # the common cone: built from a template, not parsed
+            c_ra, c_dec, limit, below = circle_test(shape)
+            write = haversine_at_most_sql if below else haversine_at_least_sql
+            numbers = (double_literal(v) for v in (c_ra, c_dec, limit))
+            return _written(write, *_point_trees(point), *numbers)
         return _parse(contains_sql(ra, dec, region))
     if isinstance(region_node, AdqlCircle):
         cra, cdec = _point_sql(region_node.args["center"])

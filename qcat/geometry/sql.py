@@ -122,8 +122,8 @@ def contains_sql(ra: str, dec: str, region: Circle | Polygon | Box) -> str:
     shape = as_shape(region)
     if isinstance(shape, Circle):
         c_ra, c_dec, limit, below = circle_test(shape)
-        op = "<=" if below else ">="
-        return f"(qcat_hav({ra}, {dec}, {literal(c_ra)}, {literal(c_dec)}) {op} {literal(limit)})"
+        write = haversine_at_most_sql if below else haversine_at_least_sql
+        return write(ra, dec, literal(c_ra), literal(c_dec), literal(limit))
     if not isinstance(shape, Polygon):
         raise GeometryError(f"CONTAINS needs a CIRCLE, BOX or POLYGON, not {type(region).__name__}")
     a, alpha, z = plane_coefficients(shape.shape)
@@ -141,6 +141,19 @@ def contains_sql(ra: str, dec: str, region: Circle | Polygon | Box) -> str:
         ]
         pieces.append("(" + " AND ".join(tests) + ")")
     return "(" + " OR ".join(pieces) + ")"
+
+
+def haversine_at_most_sql(ra: str, dec: str, c_ra: str, c_dec: str, limit: str) -> str:
+    """SQL true when the haversine term of (``ra``, ``dec``) from the centre is at most ``limit``.
+
+    The circle test of :func:`contains_sql` (see :func:`~qcat.geometry.regions.circle_test`).
+    """
+    return f"(qcat_hav({ra}, {dec}, {c_ra}, {c_dec}) <= {limit})"
+
+
+def haversine_at_least_sql(ra: str, dec: str, c_ra: str, c_dec: str, limit: str) -> str:
+    """Like :func:`haversine_at_most_sql`, with ``>=`` (circles over 90 degrees, antipode form)."""
+    return f"(qcat_hav({ra}, {dec}, {c_ra}, {c_dec}) >= {limit})"
 
 
 def healpix_ranges_sql(column: str, ranges: np.ndarray) -> str:
