@@ -11,6 +11,7 @@ degrees either side of its boundary, which must all be decided right.
 from __future__ import annotations
 
 import math
+from unittest import mock
 
 import healpy as hp
 import numpy as np
@@ -34,6 +35,7 @@ from qcat.geometry import (
     chunks_for_region,
     chunks_within,
     contains_point,
+    coverage,
     distance_deg,
     region_ranges,
     regions_intersect,
@@ -578,6 +580,17 @@ def test_coverage_is_tight_for_circles(circle):
     # The unlimited cover is a subset of the limited one.
     full = cover(circle)
     assert in_ranges(full[:, 0], ranges).all() and in_ranges(full[:, 1] - 1, ranges).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(circles(), st.sampled_from([0.0, 1.0 / 60.0, 0.5]), st.sampled_from([256, 4096]))
+def test_circle_coverage_starting_deep_equals_starting_at_order_0(circle, margin_deg, budget):
+    """A small circle's refinement starts at a deep order (``_first_cells``); the
+    ranges are those the refinement from the 12 base pixels gives."""
+    deep = cover(circle, margin_deg=margin_deg, budget=budget)
+    with mock.patch.object(coverage, "_first_cells", lambda region, margin: (0, np.arange(12))):
+        from_top = cover(circle, margin_deg=margin_deg, budget=budget)
+    np.testing.assert_array_equal(deep, from_top)
 
 
 def test_limit_ranges_fills_smallest_gaps():

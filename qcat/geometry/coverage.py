@@ -29,7 +29,7 @@ import numpy as np
 
 from partition.layout import HEALPIX_ORDER, Partition, PartitionSet
 from qcat.geometry.errors import GeometryError
-from qcat.geometry.regions import Region, signed_distance
+from qcat.geometry.regions import Circle, Region, as_shape, signed_distance
 
 #: ``max_pixrad`` is attained at a corner; 1% more covers any bulge of curved edges.
 RADIUS_SLACK = 1.01
@@ -93,8 +93,7 @@ def cover(region: Region, *, margin_deg: float = 0.0, budget: int = DEFAULT_BUDG
     if not (math.isfinite(margin_deg) and margin_deg >= 0.0):
         raise GeometryError(f"margin must be a non-negative number of degrees, got {margin_deg!r}")
     margin = math.radians(margin_deg)
-    order = 0
-    cells = np.arange(12, dtype=np.int64)
+    order, cells = _first_cells(region, margin)
     found: list[np.ndarray] = []
     while True:
         centres = np.stack(hp.pix2vec(1 << order, cells, nest=True), axis=-1)
@@ -110,6 +109,32 @@ def cover(region: Region, *, margin_deg: float = 0.0, budget: int = DEFAULT_BUDG
         cells = (partial[:, None] * 4 + np.arange(4, dtype=np.int64)).ravel()
         order += 1
     return merge_ranges(np.concatenate(found))
+
+
+def _first_cells(region: Region, margin: float) -> tuple[int, np.ndarray]:
+    """Where the refinement of :func:`cover` starts: order 0, or for a small circle
+    the deepest order whose pixels are at least twice its (grown) radius.
+
+    Above that order no pixel can lie wholly inside the circle, so nothing is
+    found there; the start cells are every pixel whose centre is within
+    ``R_k`` (plus the rounding allowance) of the circle, a superset of the
+    pixels the refinement from order 0 would have kept at that order.
+    Skipping the empty orders saves most of the work for a small cone.
+    """
+    whole_sky = (0, np.arange(12, dtype=np.int64))
+    shape = as_shape(region)
+    if not isinstance(shape, Circle):
+        return whole_sky
+    radius = math.radians(shape.radius) + margin
+    order = 0
+    while order < HEALPIX_ORDER and pixel_radius(order + 1) >= 2.0 * radius:
+        order += 1
+    if order == 0:
+        return whole_sky
+    # healpy lists exactly the pixels whose centres lie within the disc (not inclusive).
+    reach = radius + pixel_radius(order) + ROUNDING_RAD
+    cells = hp.query_disc(1 << order, shape.vector, reach, inclusive=False, nest=True)
+    return order, np.sort(np.asarray(cells, dtype=np.int64))
 
 
 def region_ranges(
