@@ -53,7 +53,7 @@ from qcat.czar.constraints import (
     healpix_condition,
     row_filter,
 )
-from qcat.czar.errors import QueryError
+from qcat.czar.errors import QueryError, UnsupportedQuery
 from qcat.czar.resolve import ResolvedQuery, qualified_name
 from qcat.czar.split import CHUNKS, NotSplittable, split, splits_as_is
 from qcat.czar.translate import to_duckdb
@@ -146,6 +146,7 @@ def plan(resolved: ResolvedQuery, data_dir: Path, *, whole_query: bool = True) -
     """
     tree = resolved.tree
     refs = _table_refs(tree, resolved)
+    _refuse_attached(refs)
     if whole_query and refs and not any(r.table.partitioned for r in refs):
         return _unpartitioned(tree, refs, resolved)
     shape = _chunk_local_shape(tree, refs)
@@ -170,6 +171,18 @@ def _table_refs(tree: exp.Expression, resolved: ResolvedQuery) -> list[_Ref]:
         node.meta[REF] = len(refs)
         refs.append(_Ref(len(refs), node, resolved.tables[name], node.alias_or_name))
     return refs
+
+
+def _refuse_attached(refs: list[_Ref]) -> None:
+    """Attached HATS catalogs keep their files outside ``DATA/tables/``, which the
+    locked-down workers cannot read (docs/workers.md): say so before any task is sent."""
+    for ref in refs:
+        if ref.table.version.attached:
+            raise UnsupportedQuery(
+                f"table {ref.table.name} is an attached HATS catalog: its files stay outside the "
+                "data directory, where the workers cannot read them yet. To query it, ingest "
+                f"its files with `qcat ingest --table {ref.table.name} FILES` instead"
+            )
 
 
 def _unit_of(resolved: ResolvedQuery, refs: list[_Ref]) -> dict[tuple[str, str], str]:
