@@ -15,6 +15,7 @@ every column and the table's partitioning role:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -127,7 +128,7 @@ class TableSpec:
         """TAP-style ``schema.table``."""
         return f"{self.schema_name}.{self.name}"
 
-    @property
+    @functools.cached_property
     def own_position(self) -> tuple[str, str] | None:
         """The ``(ra, dec)`` columns of each row's own position, if any.
 

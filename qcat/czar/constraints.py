@@ -91,17 +91,19 @@ def row_filter(
     if ranges is None:
         return []
     out = [healpix_condition(exp.column(healpix_column, table=alias), ranges)]
-    band = dec_band(constraints.regions or ())
-    if band is not None and dec_column:
-        lo, hi = band
-        out.append(
-            exp.Between(
-                this=exp.column(dec_column.lower(), table=alias),
-                low=double_literal(lo),
-                high=double_literal(hi),
-            )
-        )
-    return out
+    return out + dec_band_filter(alias, dec_column, constraints.regions or ())
+
+
+def dec_band_filter(
+    alias: str, dec_column: str | None, regions: tuple[Region, ...]
+) -> list[exp.Expression]:
+    """``alias.dec_column BETWEEN lo AND hi`` for the declination band of ``regions``
+    (none when they have no band or the table no such column)."""
+    band = dec_band(regions)
+    if band is None or not dec_column:
+        return []
+    column = exp.column(dec_column.lower(), table=alias)
+    return [exp.Between(this=column, low=double_literal(band[0]), high=double_literal(band[1]))]
 
 
 def healpix_condition(column: exp.Column, ranges: np.ndarray) -> exp.Expression:

@@ -48,8 +48,7 @@ from qcat.czar.constraints import (
     TableConstraints,
     conjuncts,
     constraints_for,
-    dec_band,
-    double_literal,
+    dec_band_filter,
     healpix_condition,
     row_filter,
 )
@@ -414,10 +413,9 @@ def _row_filter(ref: _Ref, constraints: TableConstraints, data_dir: Path) -> lis
     out = _key_filter(ref, constraints, data_dir)
     if ref.table.spec.kind == "director":
         out += row_filter(ref.alias, constraints, ref.table.spec.dec_column, HEALPIX_COLUMN)
-    band = dec_band(constraints.regions or ())
-    if ref.table.spec.kind == "child" and band is not None and ref.table.spec.own_position:
-        dec = exp.column(ref.table.spec.own_position[1].lower(), table=ref.alias)
-        out.append(exp.Between(this=dec, low=double_literal(band[0]), high=double_literal(band[1])))
+    elif ref.table.spec.kind == "child" and ref.table.spec.own_position:
+        dec_column = ref.table.spec.own_position[1]
+        out += dec_band_filter(ref.alias, dec_column, constraints.regions or ())
     return out
 
 
@@ -538,6 +536,7 @@ def _tasks(chunks: list[Chunk], refs: list[_Ref], shape: _Shape) -> list[Task]:
     return tasks
 
 
+@functools.lru_cache(maxsize=1024)
 def _reach(partition: Partition, radius_deg: float) -> np.ndarray:
     """Order-29 ranges holding every point within ``radius_deg`` of ``partition``.
 
@@ -545,7 +544,8 @@ def _reach(partition: Partition, radius_deg: float) -> np.ndarray:
     chunk's reach: every driver row lies in exactly one chunk, and every row
     of the other table within the radius of it lies in the reach
     (:func:`neighbourhood_ranges`), so each pair is found by exactly one task
-    whatever the two tables' partitions, and no margin is read.
+    whatever the two tables' partitions, and no margin is read. Cached: a
+    task's files and its SQL both need it (callers only read the array).
     """
     return neighbourhood_ranges(partition, max(radius_deg * 3600.0, MIN_REACH_ARCSEC))
 
