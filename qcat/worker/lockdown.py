@@ -82,10 +82,13 @@ def open_locked_database(
     return con
 
 
-def check_single_select(con: duckdb.DuckDBPyConnection, sql: str, where: str) -> None:
-    """Raise :class:`TaskError` unless ``sql`` is exactly one SELECT statement.
+def check_single_select(
+    con: duckdb.DuckDBPyConnection, sql: str, where: str
+) -> duckdb.Statement:
+    """The one SELECT statement ``sql`` holds; :class:`TaskError` if it holds anything else.
 
     Parsing only: nothing is bound or run. ``where`` names the task in errors.
+    The statement is what the task runs, so its SQL is parsed once.
     """
     try:
         statements = con.extract_statements(sql)
@@ -100,6 +103,7 @@ def check_single_select(con: duckdb.DuckDBPyConnection, sql: str, where: str) ->
         raise TaskError(
             f"{where}: only SELECT statements may run on a worker, got a {kind.name} statement"
         )
+    return statements[0]
 
 
 def bind_relations(cursor: duckdb.DuckDBPyConnection, relations: dict[str, list[Path]]) -> None:

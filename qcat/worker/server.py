@@ -126,10 +126,10 @@ class WorkerServer(flight.FlightServerBase):
         with self._cursor_lock:
             cursor = self._con.cursor()
         self._tasks.attach(run, cursor)
-        check_single_select(cursor, task.sql, run.where)
+        statement = check_single_select(cursor, task.sql, run.where)
         bind_relations(cursor, files)
         self._tasks.check(run)
-        reader = cursor.sql(task.sql).to_arrow_reader(self.batch_rows)
+        reader = cursor.sql(statement).to_arrow_reader(self.batch_rows)
         self._tasks.check(run)
         return reader
 
