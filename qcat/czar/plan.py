@@ -52,7 +52,7 @@ from qcat.czar.constraints import (
     healpix_condition,
     row_filter,
 )
-from qcat.czar.errors import QueryError, UnsupportedQuery
+from qcat.czar.errors import QueryError
 from qcat.czar.resolve import ResolvedQuery, qualified_name
 from qcat.czar.split import CHUNKS, NotSplittable, split, splits_as_is
 from qcat.czar.translate import to_duckdb
@@ -145,7 +145,6 @@ def plan(resolved: ResolvedQuery, data_dir: Path, *, whole_query: bool = True) -
     """
     tree = resolved.tree
     refs = _table_refs(tree, resolved)
-    _refuse_attached(refs)
     if whole_query and refs and not any(r.table.partitioned for r in refs):
         return _unpartitioned(tree, refs, resolved)
     shape = _chunk_local_shape(tree, refs)
@@ -170,18 +169,6 @@ def _table_refs(tree: exp.Expression, resolved: ResolvedQuery) -> list[_Ref]:
         node.meta[REF] = len(refs)
         refs.append(_Ref(len(refs), node, resolved.tables[name], node.alias_or_name))
     return refs
-
-
-def _refuse_attached(refs: list[_Ref]) -> None:
-    """Attached HATS catalogs keep their files outside ``DATA/tables/``, which the
-    locked-down workers cannot read (docs/workers.md): say so before any task is sent."""
-    for ref in refs:
-        if ref.table.version.attached:
-            raise UnsupportedQuery(
-                f"table {ref.table.name} is an attached HATS catalog: its files stay outside the "
-                "data directory, where the workers cannot read them yet. To query it, ingest "
-                f"its files with `qcat ingest --table {ref.table.name} FILES` instead"
-            )
 
 
 def _unit_of(resolved: ResolvedQuery, refs: list[_Ref]) -> dict[tuple[str, str], str]:
@@ -237,7 +224,9 @@ def _chunk_local_shape(tree: exp.Expression, refs: list[_Ref]) -> _Shape | None:
     if a.table.spec.kind == b.table.spec.kind == "director":
         for x, y in ((a, b), (b, a)):
             radius = _neighbour_radius(x, y, terms)
-            if radius is not None and a.table is not b.table:
+            # Two tables, or one without a margin catalog (an attached one): each
+            # driver chunk is paired with the chunks in its neighbourhood.
+            if radius is not None and (a.table is not b.table or not y.table.margin_arcsec):
                 if radius * 3600.0 > MAX_CROSSMATCH_ARCSEC:
                     return None  # neighbourhoods of half the sky: gathered instead
                 return _Shape("crossmatch", x.index, margin=y.index, radius=radius)

@@ -408,6 +408,18 @@ class MetadataStore:
                 )
             return [FileRecord(r.path, r.size, r.sha256, r.role) for r in conn.execute(query)]
 
+    def attached_dirs(self) -> list[str]:
+        """Directories of the attached HATS catalogs of every recorded version, sorted.
+
+        Workers may read these (and nothing else outside ``tables/``).
+        """
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(
+                select(table_version.c.properties).where(table_version.c.attached.is_(True))
+            ).scalars()
+            found = {props.get("hats_dir") for props in rows if isinstance(props, dict)}
+        return sorted(d for d in found if isinstance(d, str) and d)
+
     def live_paths(self) -> set[str]:
         """Paths clean-up must keep: current versions (with margins, indexes) and staging dirs."""
         with read_transaction(self._engine) as conn:

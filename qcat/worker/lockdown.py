@@ -1,8 +1,9 @@
 """The locked-down DuckDB database of a worker, and the checks around task SQL.
 
 A worker runs SQL that arrives over the network. DuckDB's own settings keep
-it from touching files outside ``DATA/tables/``, the network and extensions;
-they cannot stop a statement that *writes* inside the allowed directory
+it from touching files outside ``DATA/tables/`` (and the directories of
+attached HATS catalogs), the network and extensions; they cannot stop a
+statement that *writes* inside an allowed directory
 (``COPY ... TO``, ``EXPORT DATABASE``, ``ATTACH``), so a task may only be one
 SELECT statement, and the temporary views it reads are created by the worker.
 See ``docs/workers.md``.
@@ -47,8 +48,10 @@ def open_locked_database(
     temp_dir: Path,
     temp_limit: str,
     setup_sql: Sequence[str] = (),
+    attached: Sequence[Path] = (),
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB database that can only read files under ``tables_dir``.
+    """An in-memory DuckDB database that can only read files under ``tables_dir``
+    and the ``attached`` catalog directories.
 
     ``setup_sql`` (trusted: macro definitions from the operator's setup module)
     runs before the lockdown; afterwards no setting can change.
@@ -72,8 +75,8 @@ def open_locked_database(
             con.execute(statement)
         for statement in READ_SETTINGS:
             con.execute(statement)
-        root = str(tables_dir).rstrip("/") + "/"
-        con.execute(f"SET allowed_directories=[{sql_string(root)}]")
+        roots = [str(d).rstrip("/") + "/" for d in (tables_dir, *attached)]
+        con.execute(f"SET allowed_directories=[{', '.join(sql_string(r) for r in roots)}]")
         con.execute("SET enable_external_access=false")
         con.execute("SET lock_configuration=true")
     except BaseException:
@@ -82,9 +85,7 @@ def open_locked_database(
     return con
 
 
-def check_single_select(
-    con: duckdb.DuckDBPyConnection, sql: str, where: str
-) -> duckdb.Statement:
+def check_single_select(con: duckdb.DuckDBPyConnection, sql: str, where: str) -> duckdb.Statement:
     """The one SELECT statement ``sql`` holds; :class:`TaskError` if it holds anything else.
 
     Parsing only: nothing is bound or run. ``where`` names the task in errors.

@@ -15,6 +15,7 @@ DoAction: ``cancel``, ``health``, ``inventory`` (see :data:`ACTIONS`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -34,7 +35,12 @@ import pyarrow.flight as flight
 
 from qcat.errors import ConfigError, QcatError
 from qcat.worker.errors import TaskError
-from qcat.worker.files import resolve_task_files, servable_path, tables_root
+from qcat.worker.files import (
+    NotInAttachedCatalog,
+    resolve_task_files,
+    servable_path,
+    tables_root,
+)
 from qcat.worker.lockdown import bind_relations, check_single_select, open_locked_database
 from qcat.worker.protocol import ACTIONS, flight_error, to_json
 from qcat.worker.registry import TaskRegistry, TaskRun, TaskStopped
@@ -74,23 +80,26 @@ class WorkerServer(flight.FlightServerBase):
         self.batch_rows = batch_rows
         _remove_stale_temp_dirs()
         self._temp_dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+        self._open_locked = functools.partial(
+            open_locked_database,
+            tables_root(self.data_dir),
+            memory_limit=memory_limit,
+            threads=duckdb_threads(threads),
+            temp_limit=temp_limit,
+            setup_sql=tuple(setup_sql),
+        )
+        self._store: Any = None
+        self._store_lock = threading.Lock()
+        self._cursor_lock = threading.Lock()  # guards _con and _attached
+        self._databases_opened = 0
         try:
-            self._con = open_locked_database(
-                tables_root(self.data_dir),
-                memory_limit=memory_limit,
-                threads=duckdb_threads(threads),
-                temp_dir=self._temp_dir,
-                temp_limit=temp_limit,
-                setup_sql=setup_sql,
-            )
+            self._attached = self._attached_dirs()
+            self._con = self._open_database(self._attached)
         except duckdb.Error as e:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             raise ConfigError(f"worker DuckDB setup failed: {e}") from None
-        self._cursor_lock = threading.Lock()
         self._tasks = TaskRegistry(max_tasks, cancelled_memory)
         self._started = time.monotonic()
-        self._store: Any = None
-        self._store_lock = threading.Lock()
         self._closed = False
         try:
             super().__init__(location)
@@ -122,7 +131,7 @@ class WorkerServer(flight.FlightServerBase):
     def _start(self, run: TaskRun) -> pa.RecordBatchReader:
         task = run.task
         self._tasks.acquire_slot(run)
-        files = resolve_task_files(self.data_dir, task)
+        files = self._task_files(task)
         with self._cursor_lock:
             cursor = self._con.cursor()
         self._tasks.attach(run, cursor)
@@ -132,6 +141,54 @@ class WorkerServer(flight.FlightServerBase):
         reader = cursor.sql(statement).to_arrow_reader(self.batch_rows)
         self._tasks.check(run)
         return reader
+
+    # -- attached catalogs -------------------------------------------------------------
+
+    def _open_database(self, attached: tuple[Path, ...]) -> duckdb.DuckDBPyConnection:
+        """A locked-down database reading ``tables/`` and the ``attached`` directories."""
+        self._databases_opened += 1
+        temp = self._temp_dir / f"db-{self._databases_opened}"  # spill files never shared
+        temp.mkdir()
+        return self._open_locked(temp_dir=temp, attached=attached)
+
+    def _attached_dirs(self) -> tuple[Path, ...]:
+        """The attached catalogs' directories, as the metadata store lists them now."""
+        from qcat.metadata.store import METADATA_URL_ENV, SQLITE_FILE_NAME
+
+        has_store = os.environ.get(METADATA_URL_ENV) or (self.data_dir / SQLITE_FILE_NAME).is_file()
+        if not has_store:
+            return ()  # a bare directory of tables: nothing attached, nothing to create
+        return tuple(Path(d).resolve() for d in self._metadata().attached_dirs())
+
+    def _task_files(self, task: ChunkTask) -> dict[str, list[Path]]:
+        """The task's files, checked; a catalog attached since the worker started is
+        learnt from the metadata store, and the database reopened to read it."""
+        try:
+            return resolve_task_files(self.data_dir, task, self._attached)
+        except NotInAttachedCatalog:
+            if not self._refresh_attached():
+                raise
+        return resolve_task_files(self.data_dir, task, self._attached)
+
+    def _refresh_attached(self) -> bool:
+        """Re-read the attached catalogs; reopen the database if they changed.
+
+        DuckDB's allowed directories cannot change once locked, so a new
+        locked database replaces the old one for the tasks that start from
+        now on; tasks running on the old one finish on it (it closes with
+        their cursors). Returns whether anything changed.
+        """
+        with self._cursor_lock:
+            attached = self._attached_dirs()
+            if attached == self._attached:
+                return False
+            try:
+                con = self._open_database(attached)
+            except duckdb.Error as e:
+                raise TaskError(f"cannot open the attached catalogs {attached}: {e}") from None
+            log.info("attached catalogs now %s: database reopened", [str(a) for a in attached])
+            self._con, self._attached = con, attached
+            return True
 
     def _stream(self, run: TaskRun, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
         try:
@@ -199,17 +256,17 @@ class WorkerServer(flight.FlightServerBase):
     def inventory(self) -> list[dict[str, Any]]:
         """The tables whose current version this worker can read, with their chunks.
 
-        Tables without data and attached catalogs (files outside ``tables/``)
-        are left out. Chunks are ``{"order", "pixel", "num_rows"}``.
+        Tables without data are left out. Chunks are ``{"order", "pixel", "num_rows"}``.
         """
         store = self._metadata()
+        attached = self._attached_dirs()
         out = []
         for table in store.tables():
             version = store.current_version(table.name)
             if version is None or not servable_path(version.path):
                 continue
             parts = store.partitions(table.name)
-            if not all(servable_path(p.path) for p in parts):
+            if not all(servable_path(p.path, attached) for p in parts):
                 continue
             out.append(
                 {

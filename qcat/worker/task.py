@@ -27,7 +27,8 @@ class ChunkTask:
     """One unit of work for one worker.
 
     ``relations`` maps each relation name used in ``sql`` to its Parquet
-    files, given relative to the data directory (``tables/...``). ``deadline``
+    files, given relative to the data directory (``tables/...``), or
+    absolute for the files of an attached HATS catalog. ``deadline``
     is an absolute ``time.time()``; the worker stops the task at that moment.
     Construction validates the shape (types, relation names, path syntax) and
     raises :class:`TaskError` naming the field at fault; whether the files
@@ -100,13 +101,15 @@ def _check_relation(task_id: str, name: object, files: object) -> None:
     if not isinstance(files, list) or not files:
         raise TaskError(f"task {task_id}: relation {name!r} needs a non-empty list of files")
     for path in files:
-        check_relative_path(task_id, name, path)
+        check_task_path(task_id, name, path)
 
 
-def check_relative_path(task_id: str, relation: str, path: object) -> PurePosixPath:
-    """``path`` as a relative POSIX path without ``..`` that names a Parquet file.
+def check_task_path(task_id: str, relation: str, path: object) -> PurePosixPath:
+    """``path`` as a POSIX path without ``..`` that names a Parquet file.
 
-    Raises :class:`TaskError` naming the task, relation and path otherwise.
+    Relative paths are inside the data directory; absolute ones may only name
+    files of an attached catalog, which the worker checks against its
+    metadata. Raises :class:`TaskError` naming the task, relation and path.
     """
     where = f"task {task_id}: relation {relation!r}: file {path!r}"
     if not isinstance(path, str) or not path:
@@ -114,8 +117,6 @@ def check_relative_path(task_id: str, relation: str, path: object) -> PurePosixP
     if "\\" in path or "\x00" in path:
         raise TaskError(f"{where} holds a backslash or NUL character")
     pure = PurePosixPath(path)
-    if pure.is_absolute():
-        raise TaskError(f"{where} must be relative to the data directory")
     if ".." in pure.parts:
         raise TaskError(f"{where} must not contain '..'")
     if pure.suffix != ".parquet":
