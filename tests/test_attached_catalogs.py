@@ -29,6 +29,14 @@ from tests.conftest import qcat_cli
 from tests.engine_support import Catalog, assert_rows_close, open_catalog, raw
 
 
+def _neighbours_adql(table: str, radius: float) -> str:
+    return (
+        f"SELECT a.objectId, b.objectId FROM {table} a JOIN {table} b "
+        "ON DISTANCE(POINT(a.coord_ra, a.coord_dec), POINT(b.coord_ra, b.coord_dec)) "
+        f"< {radius!r} WHERE a.objectId <> b.objectId"
+    )
+
+
 @pytest.fixture(scope="module")
 def attached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Catalog, QueryEngine]]:
     """The demo Object table ingested (the reference) and a copy of it attached elsewhere."""
@@ -106,11 +114,7 @@ def test_neighbours_without_a_margin_catalog(attached: tuple[Catalog, QueryEngin
     by reading each chunk's neighbourhood, at radii beyond the ingested table's margin."""
     catalog, engine = attached
     radius = 150 / 3600.0
-    adql = (
-        "SELECT a.objectId, b.objectId FROM arch.obj a JOIN arch.obj b "
-        "ON DISTANCE(POINT(a.coord_ra, a.coord_dec), POINT(b.coord_ra, b.coord_dec)) "
-        f"< {radius!r} WHERE a.objectId <> b.objectId"
-    )
+    adql = _neighbours_adql("arch.obj", radius)
     assert engine.explain(adql).notes[0] == "shape: chunk-local (crossmatch)"
     objects = catalog.demo.objects
     ids = objects["objectId"].to_numpy()
@@ -120,6 +124,25 @@ def test_neighbours_without_a_margin_catalog(attached: tuple[Catalog, QueryEngin
     i, j, _, _ = search_around_sky(coords, coords, radius * u.deg)
     want = {(int(ids[a]), int(ids[b])) for a, b in zip(i, j, strict=True) if a != b}
     assert want and set(_rows(engine, adql)) == want
+
+
+def test_tasks_arriving_together_all_learn_of_the_attach(
+    attached: tuple[Catalog, QueryEngine],
+) -> None:
+    """A fresh worker's first query is many tasks at once naming attached files: each
+    task, not only the one that reopened the database, must find them."""
+    _, engine = attached
+    adql = _neighbours_adql("arch.obj", 100 / 3600.0)
+    want = set(_rows(engine, adql))
+    for _ in range(3):
+        with LocalWorkers(
+            engine.data_dir, 1, memory_limit="256MB", setup_sql_module=WORKER_SETUP_MODULE
+        ) as fresh:
+            other = QueryEngine(engine.data_dir, fresh.locations, timeout_s=120)
+            try:
+                assert set(_rows(other, adql)) == want
+            finally:
+                other.close()
 
 
 def test_workers_read_attached_catalogs_only(attached: tuple[Catalog, QueryEngine]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import random
+import subprocess
+import sys
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,12 +154,27 @@ def test_reopening_runs_no_migration(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("migration attempted")
 
-    monkeypatch.setattr(migrate.command, "upgrade", refuse)
+    monkeypatch.setattr(command, "upgrade", refuse)
     with MetadataStore.for_data_dir(tmp_path / "a") as store:
         assert store.table("demo.Object").current_version == 1
     # The patch does catch migrations: a fresh store needs one.
     with pytest.raises(AssertionError, match="migration attempted"):
         MetadataStore.for_data_dir(tmp_path / "b")
+
+
+def test_head_revision_is_the_newest_migration() -> None:
+    assert migrate.head_revision() == migrate.HEAD_REVISION
+
+
+def test_opening_a_current_store_does_not_import_alembic(tmp_path: Path) -> None:
+    MetadataStore.for_data_dir(tmp_path).close()  # created and migrated
+    probe = (
+        "import sys; from qcat.metadata.store import MetadataStore; "
+        f"MetadataStore.for_data_dir({str(tmp_path)!r}).close(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_migrations_produce_the_table_definitions(store: MetadataStore) -> None:

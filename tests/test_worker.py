@@ -257,6 +257,8 @@ def _snapshot(root: Path) -> set[str]:
 def test_lockdown_refuses_everything_but_reading_tables(
     clients: list[WorkerClient], workers: LocalWorkers, data_dir: Path, tmp_path: Path
 ) -> None:
+    for client in clients:  # each worker opens the metadata store (SQLite adds -wal, -shm)
+        client.inventory()
     before = _snapshot(data_dir)
     tables = data_dir / "tables"
     attacks = [

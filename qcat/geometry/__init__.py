@@ -10,9 +10,13 @@
 * :mod:`qcat.geometry.reference` - independent brute force, for tests.
 
 See ``docs/geometry.md`` for the semantics and the numerics.
+
+The coverage functions are imported on first use: they need healpy, which
+takes a second to import, and workers only need the SQL macros.
 """
 
-from qcat.geometry.coverage import chunks_for_region, chunks_within, region_ranges
+from typing import Any
+
 from qcat.geometry.errors import GeometryError
 from qcat.geometry.regions import (
     Box,
@@ -59,3 +63,13 @@ __all__ = [
     "region_ranges",
     "regions_intersect",
 ]
+
+_COVERAGE = ("chunks_for_region", "chunks_within", "region_ranges")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _COVERAGE:
+        from qcat.geometry import coverage
+
+        return getattr(coverage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

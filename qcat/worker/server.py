@@ -92,8 +92,10 @@ class WorkerServer(flight.FlightServerBase):
         self._store_lock = threading.Lock()
         self._cursor_lock = threading.Lock()  # guards _con and _attached
         self._databases_opened = 0
+        # Attached catalogs are learnt at the first task naming one (see _task_files):
+        # reading the metadata store here would add a second to every worker's start.
+        self._attached: tuple[Path, ...] = ()
         try:
-            self._attached = self._attached_dirs()
             self._con = self._open_database(self._attached)
         except duckdb.Error as e:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
@@ -166,29 +168,27 @@ class WorkerServer(flight.FlightServerBase):
         try:
             return resolve_task_files(self.data_dir, task, self._attached)
         except NotInAttachedCatalog:
-            if not self._refresh_attached():
-                raise
+            self._refresh_attached()  # perhaps done already by a concurrent task: look again
         return resolve_task_files(self.data_dir, task, self._attached)
 
-    def _refresh_attached(self) -> bool:
+    def _refresh_attached(self) -> None:
         """Re-read the attached catalogs; reopen the database if they changed.
 
         DuckDB's allowed directories cannot change once locked, so a new
         locked database replaces the old one for the tasks that start from
         now on; tasks running on the old one finish on it (it closes with
-        their cursors). Returns whether anything changed.
+        their cursors).
         """
         with self._cursor_lock:
             attached = self._attached_dirs()
             if attached == self._attached:
-                return False
+                return
             try:
                 con = self._open_database(attached)
             except duckdb.Error as e:
                 raise TaskError(f"cannot open the attached catalogs {attached}: {e}") from None
             log.info("attached catalogs now %s: database reopened", [str(a) for a in attached])
             self._con, self._attached = con, attached
-            return True
 
     def _stream(self, run: TaskRun, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
         try:
