@@ -18,6 +18,7 @@ import argparse
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -108,6 +109,36 @@ def _qcat(engine: QueryEngine, adql: str) -> int:
     return engine.execute(adql).read_all().num_rows
 
 
+def _concurrent(
+    engine: QueryEngine,
+    question: Callable[[int, int], str],
+    values: dict[str, float | int],
+    keys: list[int],
+) -> list[float]:
+    """Latencies of 20 clients each asking 5 questions in a row, all at once.
+
+    Client ``i`` asks ``question(i, n)`` as its ``n``-th question, about its own
+    object (``keys[i]``) or a cone centre shifted 0.05 deg per client.
+    """
+    lock = threading.Lock()
+    latencies: list[float] = []
+
+    def client(i: int) -> None:
+        mine = {**values, "key": keys[i], "ra": float(values["ra"]) + 0.05 * i}
+        for n in range(5):
+            adql = question(i, n).format(**mine)
+            t = _time(lambda a=adql: _qcat(engine, a))
+            with lock:
+                latencies.append(t)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=Path("bench/out/qcat-data"))
@@ -176,27 +207,16 @@ def main() -> None:
                 )
             if args.only and args.only not in "20 concurrent":
                 return
-            adql = LOW_VOLUME["cone 0.1 deg"].format(**values)
-            times_lock = threading.Lock()
-            latencies: list[float] = []
-
-            def client(i: int) -> None:
-                shifted = adql.replace(f"{ra}", f"{ra + 0.05 * i}")
-                for _ in range(5):
-                    t = _time(lambda: _qcat(engine, shifted))
-                    with times_lock:
-                        latencies.append(t)
-
-            threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            print(
-                f"{'20 concurrent 0.1 deg cones (100 queries)':<45} median "
-                f"{statistics.median(latencies) * 1000:8.1f} ms",
-                flush=True,
-            )
+            spread = "SELECT objectId FROM object WHERE objectId % 1009 = 0 ORDER BY 1 LIMIT 20"
+            keys = [k for (k,) in raw.sql(spread).fetchall()]
+            cone = LOW_VOLUME["cone 0.1 deg"]
+            mixed = list(LOW_VOLUME.values())
+            for label, question in (
+                ("20 concurrent 0.1 deg cones (100 queries)", lambda i, n: cone),
+                ("20 concurrent low-volume, mixed (100 queries)", lambda i, n: mixed[(i + n) % 4]),
+            ):
+                median = statistics.median(_concurrent(engine, question, values, keys))
+                print(f"{label:<45} median {median * 1000:8.1f} ms", flush=True)
         finally:
             engine.close()
 

@@ -162,6 +162,23 @@ def test_reopening_runs_no_migration(tmp_path: Path, monkeypatch: pytest.MonkeyP
         MetadataStore.for_data_dir(tmp_path / "b")
 
 
+def test_change_count_moves_with_commits_of_others(tmp_path: Path) -> None:
+    with (
+        MetadataStore.for_data_dir(tmp_path) as reader,
+        MetadataStore.for_data_dir(tmp_path) as writer,
+    ):
+        first = reader.change_count()
+        assert first is not None
+        reader.tables()
+        assert reader.change_count() == first  # reading changes nothing
+        publish(writer, make_spec())
+        second = reader.change_count()
+        assert second != first
+        assert reader.change_count() == second
+    with MetadataStore("sqlite://") as memory:
+        assert memory.change_count() is None  # cannot tell: callers read again
+
+
 def test_head_revision_is_the_newest_migration() -> None:
     assert migrate.head_revision() == migrate.HEAD_REVISION
 

@@ -94,6 +94,7 @@ class QueryEngine:
         self._lock = threading.Lock()
         self._store = MetadataStore.for_data_dir(self.data_dir)
         self._snapshot: tuple[tuple[tuple[str, int | None], ...], CatalogSnapshot] | None = None
+        self._seen_count: int | None = None  # the store's change count at the last check
         self._merges: dict[str, _Merge] = {}  # by query id, while the czar merges
 
     def close(self) -> None:
@@ -106,11 +107,20 @@ class QueryEngine:
     # -- stages ---------------------------------------------------------------------
 
     def catalog(self) -> CatalogSnapshot:
-        """The current catalog; re-read only when a table's current version changed."""
+        """The current catalog; re-read only when a table's current version changed.
+
+        The versions are only compared when the store says something was
+        committed since the last look (``MetadataStore.change_count``).
+        """
+        count = self._store.change_count()  # before reading: a later commit changes it
+        with self._lock:
+            if count is not None and count == self._seen_count and self._snapshot is not None:
+                return self._snapshot[1]
         versions = tuple(sorted(self._store.current_versions().items()))
         with self._lock:
             if self._snapshot is None or self._snapshot[0] != versions:
                 self._snapshot = (versions, CatalogSnapshot.load(self._store))
+            self._seen_count = count
             return self._snapshot[1]
 
     def resolve(self, adql: str) -> ResolvedQuery:
@@ -338,6 +348,8 @@ def _renamed(schema: pa.Schema, names: list[str]) -> pa.Schema:
     """``schema`` with its fields renamed, in order, to ``names``."""
     if len(schema) != len(names):
         raise QueryError(f"a chunk result has {len(schema)} columns, the query {len(names)}")
+    if schema.names == names:  # the usual case: the chunk SQL names its outputs already
+        return schema
     return pa.schema([f.with_name(n) for f, n in zip(schema, names, strict=True)])
 
 

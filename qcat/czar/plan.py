@@ -141,7 +141,9 @@ def plan(resolved: ResolvedQuery, data_dir: Path, *, whole_query: bool = True) -
     a query that reads only unpartitioned tables, runs whole on one task (no
     merge); without, the first is split like any other and the second is
     gathered. The table nodes of ``resolved.tree`` are tagged (``meta``)
-    with their reference index; every SQL tree is built on a copy.
+    with their reference index; every SQL tree is built on a copy, except
+    that a single task running the whole query translates ``resolved.tree``
+    itself (the plan is its last user).
     """
     tree = resolved.tree
     refs = _table_refs(tree, resolved)
@@ -180,11 +182,13 @@ def _unit_of(resolved: ResolvedQuery, refs: list[_Ref]) -> dict[tuple[str, str],
     return units
 
 
-def _translate(node: exp.Expression, units: dict[tuple[str, str], str]) -> exp.Expression:
+def _translate(
+    node: exp.Expression, units: dict[tuple[str, str], str], *, copy: bool = True
+) -> exp.Expression:
     def unit_of(e: exp.Expression) -> str | None:
         return units.get((e.table, e.name)) if isinstance(e, exp.Column) else None
 
-    return to_duckdb(node, unit_of)
+    return to_duckdb(node, unit_of, copy=copy)
 
 
 # -- chunk-local ---------------------------------------------------------------------
@@ -471,12 +475,14 @@ def _chunk_local(
         extra.extend(_neighbour_filters(driver, refs[shape.margin or 0], shape.radius, constraints))
     if shape.kind == "single":
         extra.extend(_broadcast_match_bands(driver, refs, terms))
-    translated = _translate(tree, _unit_of(resolved, refs))
+    whole = whole_query and len(tasks) == 1
+    # One task running the query as written cannot fall back to gathering (the
+    # caller's use of ``tree`` after NotSplittable), so it translates ``tree`` itself.
+    translated = _translate(tree, _unit_of(resolved, refs), copy=not (whole and splits_as_is(tree)))
     assert isinstance(translated, exp.Select)
     for node in list(translated.find_all(exp.Table)):
         node.replace(_relation(refs[node.meta[REF]], shape))
     names = [c.name for c in resolved.columns]
-    whole = whole_query and len(tasks) == 1
     if whole:  # one task answers the whole query: it runs there as written, no merge needed
         if not splits_as_is(translated):  # still refuse what a query over more chunks would
             split(translated.copy(), names)

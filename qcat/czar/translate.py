@@ -68,17 +68,20 @@ AB_ZERO_POINT_NJY = 31.4
 UnitOf = Callable[[exp.Expression], str | None]
 
 
-def to_duckdb(tree: exp.Expression, unit_of: UnitOf) -> exp.Expression:
-    """A copy of ``tree`` with every ADQL-only construct replaced by DuckDB SQL.
+def to_duckdb(tree: exp.Expression, unit_of: UnitOf, *, copy: bool = True) -> exp.Expression:
+    """``tree`` with every ADQL-only construct replaced by DuckDB SQL: a copy, or with
+    ``copy=False`` ``tree`` itself changed (for callers that own it: no copy of a
+    large select list).
 
     ``unit_of`` gives the unit of a (qualified) column expression, for ``IN_UNIT``.
     """
     _check_coordinate_systems(tree)
-    return _translated(tree, unit_of)
+    return _translated(tree, unit_of, copy=copy)
 
 
-def _translated(tree: exp.Expression, unit_of: UnitOf) -> exp.Expression:
-    return tree.copy().transform(lambda node: _translate(node, unit_of), copy=False)
+def _translated(tree: exp.Expression, unit_of: UnitOf, *, copy: bool = True) -> exp.Expression:
+    source = tree.copy() if copy else tree
+    return source.transform(lambda node: _translate(node, unit_of), copy=False)
 
 
 def _check_coordinate_systems(tree: exp.Expression) -> None:

@@ -11,6 +11,8 @@ import difflib
 import json
 import os
 import re
+import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -70,6 +72,8 @@ class MetadataStore:
     def __init__(self, url: str | URL) -> None:
         """Open the database at the SQLAlchemy ``url`` and upgrade its schema."""
         self._engine = create_metadata_engine(url)
+        self._watch: sqlite3.Connection | None = None  # see change_count
+        self._watch_lock = threading.Lock()
         try:
             _upgrade_waiting_for_locks(self._engine)
         except OperationalError as e:
@@ -104,7 +108,29 @@ class MetadataStore:
 
     def close(self) -> None:
         """Release the database connections."""
+        with self._watch_lock:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
         self._engine.dispose()
+
+    def change_count(self) -> int | None:
+        """A number that changes whenever anything else commits to the database.
+
+        Readers that cache what they read (the czar's catalog snapshot) ask
+        this first: for a SQLite file it is ``PRAGMA data_version`` on a
+        connection of its own, microseconds instead of a query through
+        SQLAlchemy. ``None`` when the database cannot tell so cheaply
+        (PostgreSQL): read it again.
+        """
+        database = self._engine.url.database
+        if self._engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            return None
+        with self._watch_lock:
+            if self._watch is None:
+                self._watch = sqlite3.connect(database, check_same_thread=False)
+            count: int = self._watch.execute("PRAGMA data_version").fetchone()[0]
+            return count
 
     def __enter__(self) -> MetadataStore:
         return self
