@@ -1182,17 +1182,28 @@ class _Reader(threading.Thread):
             self.error = e
 
 
-def test_cancel_stops_a_long_scan_on_every_worker_within_a_second(catalog: Catalog) -> None:
+#: One task on one worker (only unpartitioned tables): read in the caller's thread.
+ENDLESS_SINGLE_TASK = (
+    "SELECT COUNT(*) FROM survey.Visit v, survey.Visit w, survey.Visit x, survey.Visit y "
+    "WHERE ANGDIST(v.pointRa, w.pointDec, x.pointRa, y.pointDec) < 0.0001"
+)
+
+
+@pytest.mark.parametrize("adql", [ENDLESS_SCAN, ENDLESS_SINGLE_TASK], ids=["scan", "single-task"])
+def test_cancel_stops_a_long_scan_on_every_worker_within_a_second(
+    catalog: Catalog, adql: str
+) -> None:
     engine = QueryEngine(catalog.data, catalog.locations, timeout_s=60)
     clients = [WorkerClient(loc) for loc in catalog.locations]
-    reader = _Reader(engine, ENDLESS_SCAN, "cancel-me")
+    query_id = f"cancel-me-{len(adql)}"  # workers refuse a cancelled id from then on
+    reader = _Reader(engine, adql, query_id)
     try:
         reader.start()
         assert _wait(lambda: sum(_running(clients)) > 0, 30), "the scan never started"
         time.sleep(0.3)
-        assert reader.is_alive() and sum(_running(clients)) > 0  # still scanning
+        assert reader.is_alive() and sum(_running(clients)) > 0, reader.error  # still scanning
         cancelled = time.monotonic()
-        engine.cancel("cancel-me")
+        engine.cancel(query_id)
         assert _wait(lambda: sum(_running(clients)) == 0, 1.0), _running(clients)
         reader.join(1.0)
         assert not reader.is_alive(), "the reader still waits after the cancel"
@@ -1200,7 +1211,7 @@ def test_cancel_stops_a_long_scan_on_every_worker_within_a_second(catalog: Catal
         assert reader.rows is None and isinstance(reader.error, QcatError)
         assert "cancelled" in str(reader.error), reader.error
     finally:
-        engine.cancel("cancel-me")
+        engine.cancel(query_id)
         reader.join(30)
         for c in clients:
             c.close()

@@ -106,8 +106,14 @@ class Dispatcher:
             raise
         return pa.RecordBatchReader.from_batches(schema, gathering.batches(schema))
 
-    def start(self, query_id: str, assignments: Sequence[Assignment]) -> Gathering:
-        """Start ``assignments`` now; the caller reads (and closes) the gathering."""
+    def start(self, query_id: str, assignments: Sequence[Assignment]) -> Gathering | OneStream:
+        """Start ``assignments`` now; the caller reads (and closes) what this returns.
+
+        One assignment is read in the caller's own thread (:class:`OneStream`):
+        a key lookup or a small cone needs no dispatch thread and no queue.
+        """
+        if len(assignments) == 1:
+            return OneStream(self, query_id, assignments[0])
         return Gathering(self, query_id, list(assignments))
 
     def _record(self, query_id: str, error: BaseException) -> QueryFailed:
@@ -225,6 +231,61 @@ class Gathering:
             self._dispatcher.cancel(self._query_id)
         for t in self._threads:
             t.join(timeout=5)
+
+
+class OneStream:
+    """One task's stream, read in the caller's thread (see :meth:`Dispatcher.start`).
+
+    The same contract as :class:`Gathering`: :meth:`first_schema`,
+    :meth:`batches`, :meth:`close`; a failure is recorded and raised as
+    :class:`QueryFailed`, and closing before the end cancels the query.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, query_id: str, assignment: Assignment) -> None:
+        self._dispatcher = dispatcher
+        self._query_id = query_id
+        self._finished = False
+        self._closed = False
+        self._reader: pa.RecordBatchReader | None = None
+        try:
+            self._reader = dispatcher._clients[assignment.worker].run(assignment.task)
+        except BaseException as e:
+            self._closed = True
+            dispatcher.cancel(query_id)
+            raise dispatcher._record(query_id, e) from e
+
+    def first_schema(self) -> pa.Schema:
+        """The task stream's schema (sent before any row)."""
+        assert self._reader is not None, "closed"
+        return self._reader.schema
+
+    def batches(self, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """The task's batches, given ``schema``."""
+        reader = self._reader
+        assert reader is not None, "closed"
+        try:
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                except BaseException as e:
+                    raise self._dispatcher._record(self._query_id, e) from e
+                yield _conform(batch, schema)
+            self._finished = True
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop reading; cancel the query on the workers unless the stream ended."""
+        if self._closed:
+            return
+        self._closed = True
+        # Dropping the reader ends the worker client's generator, which frees the
+        # Flight call (RecordBatchReader.close() leaves a Python source running).
+        self._reader = None
+        if not self._finished:
+            self._dispatcher.cancel(self._query_id)
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
