@@ -32,6 +32,9 @@ ENDPOINT = "tap/sync"
 
 logger = logging.getLogger("qcat.service")
 
+#: Pieces of the encoded result are joined up to this many bytes (see QueryRun.next_chunk).
+CHUNK_BYTES = 256 * 1024
+
 
 class QueryRun:
     """Runs ``request`` for ``client`` holding ``slot``; streams the encoded result."""
@@ -58,6 +61,7 @@ class QueryRun:
         self._t0 = time.monotonic()
         self._result: QueryResult | None = None
         self._chunks: Iterator[bytes] | None = None
+        self._failed: Exception | None = None  # see next_chunk
         self._rows_read = 0
         self._exhausted = False
         self._gone = False
@@ -100,9 +104,41 @@ class QueryRun:
         )
 
     def next_chunk(self) -> bytes | None:
-        """The next piece of the encoded result; ``None`` at its end."""
+        """The next piece of the encoded result; ``None`` at its end.
+
+        The writers' small pieces (document head, element tags, a small
+        batch, the trailer) are joined up to :data:`CHUNK_BYTES`: each piece
+        costs the event loop a thread hop and an HTTP write, so a small
+        result goes out as one piece. A piece waits for the next only while
+        the joined bytes stay under that size.
+        """
         assert self._chunks is not None
-        return next(self._chunks, None)
+        if self._failed is not None:  # raised on the call after its pieces went out
+            failed, self._failed = self._failed, None
+            raise failed
+        pieces: list[bytes] = []
+        size = 0
+        while size < CHUNK_BYTES:
+            try:
+                piece = next(self._chunks, None)
+            except Exception as e:
+                if not pieces:
+                    raise
+                # What came before the failure (a VOTable's error trailer) goes out first.
+                self._failed = e
+                break
+            if piece is None:
+                break
+            pieces.append(piece)
+            size += len(piece)
+        if not pieces:
+            return None
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def start_and_first_chunk(self) -> bytes | None:
+        """:meth:`start`, then :meth:`next_chunk` (one thread hop instead of two)."""
+        self.start()
+        return self.next_chunk()
 
     def failure(self, error: BaseException) -> tuple[int, str]:
         """The status and message for ``error`` (which ended the query); records them.

@@ -63,8 +63,7 @@ class QueryResponse(Response):
     async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         run = self.run
         try:
-            await anyio.to_thread.run_sync(run.start)
-            chunk = await anyio.to_thread.run_sync(run.next_chunk)
+            chunk = await anyio.to_thread.run_sync(run.start_and_first_chunk)
         except Exception as e:
             status, message = await anyio.to_thread.run_sync(run.failure, e)
             # Finish (free the client's slot, log) before the client can see the end.
