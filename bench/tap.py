@@ -7,7 +7,9 @@ Run after ``bench.ingest`` has built a catalog (default: the 10M-object one):
 It starts ``qcat serve`` (2 local workers) as its own process, then times
 ``--repeat`` synchronous queries per question over one keep-alive HTTP
 connection (POST /tap/sync, VOTable BINARY2, what ``pyvo.TAPService.run_sync``
-sends), parsing each answer with astropy as pyvo does. The time to the
+sends), parsing each answer with astropy as pyvo does. The last question is
+the crossmatch TOPCAT writes for an uploaded list (:data:`UPLOAD_CROSSMATCH`,
+200 positions in one field, sent inline as multipart, as pyvo does). The time to the
 response's last byte (the service) and the client's parse are printed apart,
 and their sum per request. ``bench.query`` times
 the same questions through ``QueryEngine`` without HTTP, so the HTTP
@@ -22,9 +24,12 @@ import io
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
-from astropy.io.votable import parse
+import numpy as np
+from astropy.io.votable import from_table, parse, writeto
+from astropy.table import Table
 
 from bench.query import CONE_CENTRE, LOW_VOLUME
 from bench.serving import start_qcat_serve
@@ -40,6 +45,31 @@ def _key(client: httpx.Client, url: str) -> int:
     response = client.post(f"{url}/sync", data={"QUERY": adql, "RESPONSEFORMAT": "csv"})
     response.raise_for_status()
     return int(response.text.split()[1])
+
+
+#: TOPCAT's crossmatch of an uploaded list, within 5 arcsec.
+UPLOAD_CROSSMATCH = (
+    "SELECT u.id, o.objectId, DISTANCE(POINT('ICRS', u.ra, u.dec), "
+    "POINT('ICRS', o.coord_ra, o.coord_dec)) AS sep "
+    "FROM TAP_UPLOAD.targets AS u JOIN demo.Object AS o "
+    "ON 1 = CONTAINS(POINT('ICRS', o.coord_ra, o.coord_dec), "
+    "CIRCLE('ICRS', u.ra, u.dec, 5.0 / 3600.0))"
+)
+
+
+def upload_targets(ra: float, dec: float, n: int = 200) -> bytes:
+    """A VOTable of ``n`` positions within half a degree of (ra, dec)."""
+    rng = np.random.default_rng(1)
+    table = Table(
+        {
+            "id": np.arange(n),
+            "ra": np.mod(ra + rng.uniform(-0.5, 0.5, n), 360.0),
+            "dec": np.clip(dec + rng.uniform(-0.5, 0.5, n), -90.0, 90.0),
+        }
+    )
+    out = io.BytesIO()
+    writeto(from_table(table), out)
+    return out.getvalue()
 
 
 def _median_ms(times: list[float]) -> float:
@@ -63,13 +93,21 @@ def main() -> None:
                 label: template.format(key=key, ra=ra, dec=dec)
                 for label, template in LOW_VOLUME.items()
             }
+            questions["upload crossmatch, 200 pos"] = UPLOAD_CROSSMATCH
+            targets = upload_targets(ra, dec)
             for label, adql in questions.items():
                 data = {"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": adql, "MAXREC": "100000"}
+                files = None
+                if adql is UPLOAD_CROSSMATCH:
+                    data["UPLOAD"] = "targets,param:targets"
+                    files = {"targets": ("targets.xml", targets, "application/x-votable+xml")}
 
-                def ask(data: dict[str, str] = data) -> tuple[int, float, float]:
+                def ask(
+                    data: dict[str, str] = data, files: Any = files
+                ) -> tuple[int, float, float]:
                     """Rows, seconds to the response's last byte, seconds parsing it."""
                     t0 = time.perf_counter()
-                    response = client.post(f"{url}/sync", data=data)
+                    response = client.post(f"{url}/sync", data=data, files=files)
                     response.raise_for_status()
                     t1 = time.perf_counter()
                     table = parse(io.BytesIO(response.content)).get_first_table()

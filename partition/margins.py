@@ -201,6 +201,35 @@ def neighbourhood_ranges(partition: Partition, width_arcsec: float) -> np.ndarra
     return merge_ranges(np.concatenate([own, np.stack([cells << shift, (cells + 1) << shift], 1)]))
 
 
+def points_reach_ranges(ra_deg: np.ndarray, dec_deg: np.ndarray, width_arcsec: float) -> np.ndarray:
+    """Order-29 ranges covering every point within ``width_arcsec`` of any given point.
+
+    At the margin order k of the width a disc of that radius around a point
+    lies in the point's order-k pixel and its neighbours, so those pixels of
+    every point, as half-open ranges ``(n, 2)``, sorted and merged, are a
+    superset of where a match can be (the exact distance test is the
+    caller's). Points with a missing (NaN) or impossible coordinate are left
+    out: they are near nothing. Raises :class:`ConfigError` for a width
+    :func:`margin_order_for` refuses.
+    """
+    k = margin_order_for(width_arcsec)
+    ra = np.asarray(ra_deg, dtype=np.float64)
+    dec = np.asarray(dec_deg, dtype=np.float64)
+    usable = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90.0)
+    if not usable.any():
+        return np.empty((0, 2), dtype=np.int64)
+    nside = 1 << k
+    own = np.asarray(
+        hp.ang2pix(nside, np.mod(ra[usable], 360.0), dec[usable], nest=True, lonlat=True),
+        dtype=np.int64,
+    )
+    own = np.unique(own)
+    near = np.asarray(hp.get_all_neighbours(nside, own, nest=True), dtype=np.int64).ravel()
+    cells = np.unique(np.concatenate([own, near[near >= 0]]))
+    shift = 2 * (HEALPIX_ORDER - k)
+    return merge_ranges(np.stack([cells << shift, (cells + 1) << shift], 1))
+
+
 def margin_pairs(
     ra_deg: np.ndarray,
     dec_deg: np.ndarray,

@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from partition.ingest import IngestOptions, ingest_table
 from qcat.czar.engine import WORKER_SETUP_MODULE, QueryEngine
@@ -69,13 +70,17 @@ def open_catalog(
     visits: int = 0,
     timeout_s: float = 120.0,
     row_group_rows: int = 100_000,
+    object_id_offset: int = 0,
 ) -> Iterator[Catalog]:
     """Ingest a demo catalog under ``root``, start ``workers`` workers and an engine.
 
     ``visits`` > 0 adds the plain table ``survey.Visit`` (see :func:`make_visits`).
     ``row_group_rows`` sets the Parquet row groups of the partition files.
+    ``object_id_offset`` is added to every objectId (survey-sized ids, past 2**53).
     """
     demo = make_demo(n_objects, seed=seed)
+    if object_id_offset:
+        demo = shift_object_ids(demo, object_id_offset)
     objects = write_as(demo.objects, root / "objects.parquet", "parquet")
     sources = write_as(demo.sources, root / "sources.parquet", "parquet")
     data = root / "data"
@@ -102,6 +107,17 @@ def open_catalog(
         finally:
             engine.close()
             raw.close()
+
+
+def shift_object_ids(demo: DemoTables, offset: int) -> DemoTables:
+    """``demo`` with ``offset`` added to the objectIds of both tables (exactly, as int64)."""
+
+    def shifted(table: pa.Table) -> pa.Table:
+        index = table.schema.get_field_index("objectId")
+        ids = pc.add_checked(table.column(index), pa.scalar(offset, pa.int64()))
+        return table.set_column(index, table.schema.field(index), ids)
+
+    return replace(demo, objects=shifted(demo.objects), sources=shifted(demo.sources))
 
 
 def run(catalog: Catalog, adql: str) -> list[Row]:

@@ -26,6 +26,19 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
         yield opened
 
 
+#: Rubin's objectIds lie near 2**60: far past 2**53, where a float names another key.
+BIG_ID_OFFSET = 2**60 + 1
+
+
+@pytest.fixture(scope="module")
+def big_ids(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
+    root = tmp_path_factory.mktemp("big-keys")
+    with open_catalog(
+        root, n_objects=1500, seed=29, threshold=500, object_id_offset=BIG_ID_OFFSET
+    ) as opened:
+        yield opened
+
+
 def _keys(catalog: Catalog, *rows: int) -> list[int]:
     column = catalog.demo.objects["objectId"]
     return [column[i].as_py() for i in rows]
@@ -51,6 +64,22 @@ def test_in_list_with_absent_keys(catalog: Catalog) -> None:
     sql = f"SELECT objectId, r_psfMag FROM object WHERE objectId IN ({listed}) ORDER BY 1"
     want = raw(catalog, sql)
     assert len(want) == len(keys) - 3 and run(catalog, adql) == want
+
+
+def test_survey_sized_keys_are_looked_up_exactly(big_ids: Catalog) -> None:
+    keys = _keys(big_ids, 0, 700, 1499)
+    assert min(keys) > 2**60
+    for key in keys:
+        adql = f"SELECT objectId, coord_ra FROM demo.Object WHERE objectId = {key}"
+        want = raw(big_ids, f"SELECT objectId, coord_ra FROM object WHERE objectId = {key}")
+        assert len(want) == 1 and run(big_ids, adql) == want
+        curve = f"SELECT sourceId, psFlux FROM {{}} WHERE objectId = {key} ORDER BY sourceId"
+        want = raw(big_ids, curve.format("source"))
+        assert want and run(big_ids, curve.format("demo.Source")) == want
+    # a neighbour of a key (one more) is another key, absent here
+    listed = ", ".join(str(k) for k in [*keys, keys[0] + 1])
+    adql = f"SELECT objectId FROM demo.Object WHERE objectId IN ({listed}) ORDER BY 1"
+    assert run(big_ids, adql) == [(k,) for k in sorted(keys)]
 
 
 def test_light_curve_by_the_child_key(catalog: Catalog) -> None:

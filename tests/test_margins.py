@@ -32,6 +32,7 @@ from partition.margins import (
     margin_pairs,
     margin_tolerance_arcsec,
     neighbourhood_ranges,
+    points_reach_ranges,
 )
 from qcat.errors import ConfigError
 
@@ -529,6 +530,47 @@ def test_neighbourhood_ranges_hold_every_point_within_the_width(order, where, wi
     assert covered[within].all(), distance[within & ~covered]
     shift = 2 * (29 - order)
     assert any(lo <= pixel << shift and (pixel + 1) << shift <= hi for lo, hi in ranges)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from([*HOT_SPOTS, (123.4, -45.6), (270.0, 30.0)]),
+    st.sampled_from([0.001, 0.5, 5.0, 60.0, 700.0, 3600.0, 5 * 3600.0, 20 * 3600.0]),
+    st.integers(0, 2**32 - 1),
+)
+def test_points_reach_ranges_hold_every_point_within_the_width(centre, width, seed):
+    """Random points, and points up to twice the width from them, against exact distances."""
+    rng = np.random.default_rng(seed)
+    ra0, dec0 = to_radec(
+        moved(unit(np.full(20, centre[0]), np.full(20, centre[1])), rng.uniform(0, 0.2, 20), rng)
+    )
+    ranges = points_reach_ranges(ra0, dec0, width)
+    assert np.all(ranges[1:, 0] > ranges[:-1, 1])  # sorted and merged
+    pick = rng.integers(0, len(ra0), 500)
+    ra, dec = to_radec(
+        moved(unit(ra0[pick], dec0[pick]), rng.uniform(0, 2 * width * ARCSEC, len(pick)), rng)
+    )
+    h29 = radec_to_healpix29(ra, dec)
+    covered = np.zeros(len(h29), dtype=bool)
+    for lo, hi in ranges:
+        covered |= (h29 >= lo) & (h29 < hi)
+    nearest = np.min(
+        haversine_arcsec(ra[:, None], dec[:, None], ra0[None, :], dec0[None, :]), axis=1
+    )
+    within = nearest <= width * (1 - 1e-6)
+    assert within.any()
+    assert covered[within].all(), nearest[within & ~covered]
+
+
+def test_points_reach_ranges_skip_missing_positions():
+    assert len(points_reach_ranges(np.array([np.nan]), np.array([10.0]), 5.0)) == 0
+    assert len(points_reach_ranges(np.array([10.0]), np.array([95.0]), 5.0)) == 0
+    one = points_reach_ranges(np.array([10.0, np.nan]), np.array([20.0, 1.0]), 5.0)
+    assert np.array_equal(one, points_reach_ranges(np.array([10.0]), np.array([20.0]), 5.0))
+    # a far smaller part of the sky than the whole
+    assert (one[:, 1] - one[:, 0]).sum() < 12 * 4**29 / 1e6
+    with pytest.raises(ConfigError):
+        points_reach_ranges(np.array([10.0]), np.array([20.0]), 40 * 3600.0)
 
 
 # ---------------------------------------------------------------- scale

@@ -287,6 +287,26 @@ def test_radius_beyond_the_margin_is_refused(catalog: Catalog) -> None:
         )
 
 
+def test_radii_written_as_arithmetic_plan_like_numbers(catalog: Catalog) -> None:
+    """``5./3600.`` (as TOPCAT writes a match radius) prunes and matches like ``0.00138...``."""
+    ra, dec = 40.0, 10.0
+    cone = "SELECT objectId FROM demo.Object WHERE CONTAINS(POINT(coord_ra, coord_dec), {}) = 1"
+    folded = catalog.engine.explain(cone.format(f"CIRCLE({ra}, {dec}, 3600 / 3600. * 2)"))
+    plain = catalog.engine.explain(cone.format(f"CIRCLE({ra}, {dec}, 2.0)"))
+    assert folded.notes == plain.notes
+    assert any("region selects" in n for n in folded.notes)
+    got = run(catalog, cone.format(f"CIRCLE({ra}, {dec}, (1 + 1) * 3600 / 3600.)"))
+    assert {r[0] for r in got} == _cone_ids(catalog, ra, dec, 2.0)
+    pairs = (
+        "SELECT a.objectId, b.objectId FROM demo.Object a JOIN demo.Object b "
+        "ON DISTANCE(POINT(a.coord_ra, a.coord_dec), POINT(b.coord_ra, b.coord_dec)) < {} "
+        "WHERE a.objectId <> b.objectId"
+    )
+    assert catalog.engine.explain(pairs.format("50/3600.")).notes[0].endswith("(neighbours)")
+    with pytest.raises(QueryError, match="margin"):
+        catalog.engine.execute(pairs.format("1800 / 3600."))
+
+
 # -- gathered shapes ------------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import pytest
 import pyvo
 from astropy.coordinates import SkyCoord, search_around_sky
 from astropy.io.votable import from_table, writeto
-from astropy.table import Table
+from astropy.table import MaskedColumn, Table
 
 from services.settings import ServiceSettings
 from services.tap.upload import votable_to_arrow
@@ -86,6 +86,44 @@ def test_the_crossmatch_runs_per_chunk_on_the_workers(served: Served) -> None:
     finally:
         result.close()
     assert not list((served.data / "tables" / "_uploads").glob("*"))  # staged files removed
+
+
+def clustered_targets(served: Served) -> Table:
+    """Positions within half a degree of one catalog object (a field, not the whole
+    sky), and one row whose position is missing."""
+    rows = served.raw_rows("SELECT coord_ra, coord_dec FROM object ORDER BY objectId LIMIT 1")
+    ra0, dec0 = rows[0]
+    rng = np.random.default_rng(5)
+    ra = np.mod(ra0 + rng.uniform(-0.5, 0.5, 25), 360)
+    dec = np.clip(dec0 + rng.uniform(-0.5, 0.5, 25), -90, 90)
+    table = Table(
+        {
+            "id": np.arange(26),
+            "ra": MaskedColumn(np.r_[ra, 0.0], mask=[False] * 25 + [True], unit=u.deg),
+            "dec": MaskedColumn(np.r_[dec, 0.0], mask=[False] * 25 + [True], unit=u.deg),
+        }
+    )
+    return table
+
+
+def test_only_the_chunks_near_the_uploaded_positions_are_asked(served: Served) -> None:
+    table = clustered_targets(served)
+    upload = votable_to_arrow("targets", votable_bytes(table), max_rows=1000)
+    result = served.service.engine.execute(CROSSMATCH, uploads=[upload])
+    try:
+        rows = result.reader.read_all()
+        got = set(zip(rows.column(0).to_pylist(), rows.column(1).to_pylist(), strict=True))
+        tasks = result.plan.chunk_queries[0].tasks
+    finally:
+        result.close()
+    chunks = served.service.engine.catalog().table("demo.Object").chunks
+    note = next(n for n in result.plan.notes if "arcsec of a position of" in n)
+    assert note.startswith(f"demo.Object: {len(tasks)} of {len(chunks)} chunks")
+    assert 0 < len(tasks) < len(chunks) / 2
+    # The same answer as astropy over the whole catalog (the masked row matches nothing).
+    usable = table[~table["ra"].mask]
+    want = expected(served, usable)
+    assert want and got == want
 
 
 def test_async_crossmatch_with_an_upload(served: Served) -> None:

@@ -21,7 +21,14 @@ T = TypeVar("T")
 
 
 def constant_number(node: exp.Expression) -> float | None:
-    """The value of a numeric literal (signs and parentheses allowed), else None."""
+    """The value of a numeric constant, else None.
+
+    Literals with signs and parentheses, and the arithmetic of constants:
+    radii are often written ``5./3600.`` or ``1/60.`` (TOPCAT writes its match
+    radius so), and a region with such a radius must prune chunks like one
+    written ``0.0013889``. Division is exact, as the query runs it (``7 / 2``
+    is 3.5, see docs/adql.md); a division by zero is left to the query.
+    """
     if isinstance(node, exp.Literal) and not node.is_string:
         return float(node.this)
     if isinstance(node, exp.Neg):
@@ -29,7 +36,21 @@ def constant_number(node: exp.Expression) -> float | None:
         return None if inner is None else -inner
     if isinstance(node, exp.Paren):
         return constant_number(node.this)
+    operation = _ARITHMETIC.get(type(node))
+    if operation is not None:
+        left, right = constant_number(node.this), constant_number(node.expression)
+        if left is None or right is None or (isinstance(node, exp.Div) and right == 0.0):
+            return None
+        return operation(left, right)
     return None
+
+
+_ARITHMETIC: dict[type[exp.Expression], Callable[[float, float], float]] = {
+    exp.Add: lambda a, b: a + b,
+    exp.Sub: lambda a, b: a - b,
+    exp.Mul: lambda a, b: a * b,
+    exp.Div: lambda a, b: a / b,
+}
 
 
 def geometry(kind: Callable[..., T], *args: object) -> T:

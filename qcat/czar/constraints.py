@@ -299,12 +299,22 @@ def _keys(term: exp.Expression, alias: str, table: TableSnapshot) -> tuple[objec
 
 def _key_value(node: exp.Expression) -> object | None:
     if isinstance(node, exp.Literal):
-        if node.is_string:
-            return node.this
-        number = constant_number(node)
-        if number is not None and number.is_integer():
-            return int(number)
-    if isinstance(node, exp.Neg):
-        number = constant_number(node)
-        return int(number) if number is not None and number.is_integer() else None
+        return node.this if node.is_string else _whole_number(node.this)
+    if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
+        value = None if node.this.is_string else _whole_number(node.this.this)
+        return None if value is None else -value
     return None
+
+
+def _whole_number(text: str) -> int | None:
+    """The integer a numeric literal spells, exactly; None for a fraction.
+
+    Keys are read from the digits, not through a float: survey ids pass 2**53
+    (Rubin's objectIds are near 2**60), where a float would name another key.
+    """
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    number = float(text)  # 1e3, 12.0: exact only while a float holds every integer
+    return int(number) if number.is_integer() and abs(number) < 2**53 else None

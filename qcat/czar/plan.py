@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, traverse_scope
@@ -41,7 +43,12 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 from partition.director_index import DirectorIndex, KeyLocation
 from partition.hats_writer import HEALPIX_COLUMN
 from partition.layout import Partition
-from partition.margins import ARCSEC_RAD, NEIGHBOURHOOD_REACH, neighbourhood_ranges
+from partition.margins import (
+    ARCSEC_RAD,
+    NEIGHBOURHOOD_REACH,
+    neighbourhood_ranges,
+    points_reach_ranges,
+)
 from qcat.czar.catalog import Chunk, TableSnapshot
 from qcat.czar.constants import constant_number
 from qcat.czar.constraints import (
@@ -450,6 +457,8 @@ def _chunk_local(
         if keys is not None and driver_constraints.keys is None:
             driver_constraints = TableConstraints(driver_constraints.regions, keys)
     chunks = _chunks(driver, driver_constraints, data_dir, notes)
+    if shape.kind == "single" and len(refs) > 1:
+        chunks = _near_broadcast_positions(driver, refs, terms, chunks, data_dir, notes)
     if shape.kind == "director-child":
         child = next(r for r in refs if r.table.partitioned and r is not driver)
         regions = constraints[child.index].regions
@@ -662,6 +671,32 @@ def _neighbour_filters(
     return out
 
 
+def _broadcast_positions(
+    driver: _Ref, refs: list[_Ref], terms: list[exp.Expression]
+) -> Iterator[tuple[_Ref, exp.Column, exp.Column, float]]:
+    """``(other, ra, dec, r)`` for each term matching the driver's position within
+    ``r`` degrees of ``POINT(ra, dec)``, two columns of the broadcast table ``other``.
+
+    The forms are those of :func:`_positional_matches` (a crossmatch of an
+    uploaded list, as TOPCAT writes it), with the driver's point on either side.
+    """
+    from qcat.czar.adql.expressions import AdqlPoint
+
+    if not (driver.table.spec.ra_column and driver.table.spec.dec_column):
+        return
+    others = {r.alias: r for r in refs if r is not driver and not r.table.partitioned}
+    for p, q, radius in _positional_matches(terms):
+        for a, b in ((p, q), (q, p)):
+            if not (_is_position_of(a, driver) and isinstance(b, AdqlPoint)):
+                continue
+            ra, dec = b.args["coord1"], b.args["coord2"]
+            if isinstance(ra, exp.Column) and isinstance(dec, exp.Column) and ra.table == dec.table:
+                other = others.get(ra.table)
+                if other is not None:
+                    yield other, ra, dec, radius
+                    break
+
+
 def _broadcast_match_bands(
     driver: _Ref, refs: list[_Ref], terms: list[exp.Expression]
 ) -> list[exp.Expression]:
@@ -672,35 +707,61 @@ def _broadcast_match_bands(
     declinations differ by at most r; saying so lets DuckDB run a range join
     instead of testing every pair.
     """
-    from qcat.czar.adql.expressions import AdqlPoint
-
-    dec_column = driver.table.spec.dec_column
-    if not (driver.table.spec.ra_column and dec_column):
-        return []
-    others = {r.alias for r in refs if r is not driver}
-
-    def other_dec(p: exp.Expression) -> exp.Expression | None:
-        if not isinstance(p, AdqlPoint):
-            return None
-        ra, dec = p.args["coord1"], p.args["coord2"]
-        columns = isinstance(ra, exp.Column) and isinstance(dec, exp.Column)
-        return dec if columns and ra.table == dec.table and ra.table in others else None
-
+    dec_column = (driver.table.spec.dec_column or "").lower()
     out: list[exp.Expression] = []
-    for p, q, radius in _positional_matches(terms):
-        for a, b in ((p, q), (q, p)):
-            dec = other_dec(b)
-            if _is_position_of(a, driver) and dec is not None:
-                r = exp.Literal.number(literal(radius))
-                out.append(
-                    exp.Between(
-                        this=exp.column(dec_column.lower(), table=driver.alias),
-                        low=exp.Sub(this=dec.copy(), expression=r),
-                        high=exp.Add(this=dec.copy(), expression=r.copy()),
-                    )
-                )
-                break
+    for _, _, dec, radius in _broadcast_positions(driver, refs, terms):
+        r = exp.Literal.number(literal(radius))
+        out.append(
+            exp.Between(
+                this=exp.column(dec_column, table=driver.alias),
+                low=exp.Sub(this=dec.copy(), expression=r),
+                high=exp.Add(this=dec.copy(), expression=r.copy()),
+            )
+        )
     return out
+
+
+#: A broadcast table with more rows than this is not read to prune chunks (its
+#: positions would cover most of the sky anyway, and reading them costs).
+MAX_PRUNING_POSITIONS = 1_000_000
+
+
+def _near_broadcast_positions(
+    driver: _Ref,
+    refs: list[_Ref],
+    terms: list[exp.Expression],
+    chunks: list[Chunk],
+    data_dir: Path,
+    notes: list[str],
+) -> list[Chunk]:
+    """The ``chunks`` within the match radius of a broadcast table's positions.
+
+    An inner join of a table partitioned by its own positions with a small
+    unpartitioned one (an uploaded list) on their positions within ``r`` has
+    rows only in the chunks within ``r`` of one of that table's positions:
+    the other chunks are not asked at all. The positions are read from the
+    table's file, which is small (an upload has a size limit).
+    """
+    if driver.table.spec.kind == "child":  # its rows sit in their director's chunk
+        return chunks
+    for other, ra, dec, radius in _broadcast_positions(driver, refs, terms):
+        width = max(radius * 3600.0, MIN_REACH_ARCSEC)
+        too_wide = width * ARCSEC_RAD > NEIGHBOURHOOD_REACH
+        if too_wide or other.table.version.num_rows > MAX_PRUNING_POSITIONS:
+            continue
+        assert other.table.plain_path is not None
+        names = [other.table.folded_columns[c.name].name for c in (ra, dec)]
+        positions = pq.read_table(data_dir / other.table.plain_path, columns=names)
+        ra_deg, dec_deg = (positions.column(n).cast(pa.float64()).to_numpy() for n in names)
+        near = driver.table.chunks_overlapping(points_reach_ranges(ra_deg, dec_deg, width))
+        wanted = {c.partition for c in near}
+        before = len(chunks)
+        chunks = [c for c in chunks if c.partition in wanted]
+        notes.append(
+            f"{driver.table.name}: {len(chunks)} of {before} chunks lie within "
+            f"{radius * 3600.0:g} arcsec of a position of {other.table.name}"
+        )
+    return chunks
 
 
 def _parse(sql: str) -> exp.Expression:
