@@ -363,6 +363,14 @@ def test_unknown_names_suggest_close_ones(catalog: Catalog) -> None:
         catalog.engine.execute("SELECT g_psfMg FROM demo.Object")
     with pytest.raises(ResolveError, match=r"demo\.Object"):
         catalog.engine.execute("SELECT * FROM demo.Objet")
+    # A qualified name: the table it was looked for in, close names there, who has it.
+    join = "SELECT {} FROM demo.Object o JOIN demo.Source s ON o.objectId = s.objectId"
+    with pytest.raises(ResolveError) as e:
+        catalog.engine.execute(join.format("s.coord_ra"))
+    assert "no column 'coord_ra' in table demo.Source (s)" in str(e.value)
+    assert str(e.value).endswith("; demo.Object has it")
+    with pytest.raises(ResolveError, match=r"in table demo\.Source \(s\).*did you mean psFlux"):
+        catalog.engine.execute(join.format("s.psFlx"))
 
 
 def test_functions_outside_the_allow_list_never_reach_duckdb(catalog: Catalog) -> None:

@@ -86,7 +86,7 @@ def resolve(tree: exp.Expression, catalog: CatalogSnapshot) -> ResolvedQuery:
             identify=False,
         )
     except OptimizeError as e:
-        raise _resolve_error(str(e), tables) from None
+        raise _resolve_error(str(e), tables, tree) from None
     _bind_column_functions(tree, tables)
     columns = _output_columns(tree, tables)
     return ResolvedQuery(tree, tables, tuple(columns))
@@ -209,24 +209,62 @@ def _schema(tables: dict[str, TableSnapshot]) -> dict[str, dict[str, dict[str, s
 _UNRESOLVED = re.compile(r"Column '([^']+)' could not be resolved(?: for table: '([^']+)')?")
 
 
-def _resolve_error(message: str, tables: dict[str, TableSnapshot]) -> ResolveError:
+#: sqlglot's message for a qualified column (``s.nope``) its table lacks.
+_UNKNOWN = re.compile(r"Unknown column: (\S+)")
+
+
+def _resolve_error(
+    message: str, tables: dict[str, TableSnapshot], tree: exp.Expression
+) -> ResolveError:
     found = _UNRESOLVED.search(message)
-    if not found:
+    unknown = _UNKNOWN.search(message)
+    if found:
+        column, qualifier = found.group(1).strip('"'), found.group(2)
+    elif unknown:
+        column = unknown.group(1).strip('"')
+        qualifier = _qualifier_of(tree, column)
+    else:
         return ResolveError(f"cannot resolve the query: {message}")
-    column = found.group(1).strip('"')
     names = sorted({c.name for t in tables.values() for c in t.spec.columns})
     real = {n.lower(): n for n in names}
     holders = [t.name for t in tables.values() if column.lower() in _lower_names(t)]
-    if len(holders) > 1 and not found.group(2):
+    if len(holders) > 1 and not qualifier:
         return ResolveError(
             f"column {real[column.lower()]!r} is ambiguous: it is in {', '.join(holders)}; "
             "qualify it with a table name or alias"
         )
+    where = ""
+    if qualifier:
+        table = _table_named(tree, qualifier, tables)
+        if table is not None:  # suggest from the table the user named
+            names = [c.name for c in table.spec.columns]
+            where = f" in table {table.name} ({qualifier})"
+        else:
+            where = f" in table {qualifier}"
     close = difflib.get_close_matches(column.lower(), [n.lower() for n in names], n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(real[c] for c in close)}?" if close else ""
-    where = f" in table {found.group(2)}" if found.group(2) else ""
+    if qualifier and holders:  # the right name on the wrong table of a join
+        hint += f"; {', '.join(holders)} has it"
     in_tables = ", ".join(t.name for t in tables.values())
     return ResolveError(f"no column {column!r}{where} (tables read: {in_tables}){hint}")
+
+
+def _qualifier_of(tree: exp.Expression, column: str) -> str | None:
+    """The table qualifier the query wrote ``column`` with, if it wrote one."""
+    for node in tree.find_all(exp.Column):
+        if node.name.lower() == column.lower() and node.table:
+            return node.table
+    return None
+
+
+def _table_named(
+    tree: exp.Expression, qualifier: str, tables: dict[str, TableSnapshot]
+) -> TableSnapshot | None:
+    """The catalog table a FROM item of ``tree`` aliased (or named) ``qualifier`` reads."""
+    for node in tree.find_all(exp.Table):
+        if qualifier.lower() in (node.alias_or_name.lower(), node.name.lower()):
+            return tables.get(qualified_name(node))
+    return None
 
 
 def _lower_names(table: TableSnapshot) -> set[str]:
