@@ -287,6 +287,26 @@ def test_radius_beyond_the_margin_is_refused(catalog: Catalog) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "INTERSECTS(POINT(coord_ra, coord_dec), CIRCLE({ra}, {dec}, {r})) = 1",
+        "1 = INTERSECTS(CIRCLE({ra}, {dec}, {r}), POINT(coord_ra, coord_dec))",
+        "CONTAINS(POINT({ra}, {dec}), CIRCLE(coord_ra, coord_dec, {r})) = 1",
+        "1 = INTERSECTS(CIRCLE(coord_ra, coord_dec, {r}), POINT({ra}, {dec}))",
+    ],
+)
+def test_other_ways_of_writing_a_cone_prune_alike(catalog: Catalog, condition: str) -> None:
+    ra, dec, r = 200.0, -30.0, 3.0
+    select = "SELECT objectId FROM demo.Object WHERE "
+    adql = select + condition.format(ra=ra, dec=dec, r=r)
+    plain = select + f"CONTAINS(POINT(coord_ra, coord_dec), CIRCLE({ra}, {dec}, {r})) = 1"
+    notes = catalog.engine.explain(adql).notes
+    assert any("region selects" in n for n in notes)
+    assert notes == catalog.engine.explain(plain).notes
+    assert {row[0] for row in run(catalog, adql)} == _cone_ids(catalog, ra, dec, r)
+
+
 def test_radii_written_as_arithmetic_plan_like_numbers(catalog: Catalog) -> None:
     """``5./3600.`` (as TOPCAT writes a match radius) prunes and matches like ``0.00138...``."""
     ra, dec = 40.0, 10.0

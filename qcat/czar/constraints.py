@@ -31,13 +31,21 @@ import numpy as np
 from sqlglot import exp
 
 from qcat.czar.adql.expressions import (
+    AdqlCircle,
     AdqlContains,
     AdqlDistance,
+    AdqlIntersects,
     AdqlPoint,
     QcatAngDist,
 )
 from qcat.czar.catalog import TableSnapshot
-from qcat.czar.constants import Region, constant_number, constant_region, geometry
+from qcat.czar.constants import (
+    Region,
+    constant_number,
+    constant_point,
+    constant_region,
+    geometry,
+)
 from qcat.geometry import Circle, region_ranges
 from qcat.geometry.coverage import limit_ranges, merge_ranges
 
@@ -202,8 +210,8 @@ def _regions(term: exp.Expression, alias: str, table: TableSnapshot) -> tuple[Re
         return None if left is None or right is None else left + right
     if isinstance(node, exp.EQ):
         for a, b in ((node.this, node.expression), (node.expression, node.this)):
-            if isinstance(a, AdqlContains) and _is_one(b) and _is_position(a.this, alias, table):
-                region = constant_region(a.expression)
+            if isinstance(a, (AdqlContains, AdqlIntersects)) and _is_one(b):
+                region = _predicate_region(a, alias, table)
                 return None if region is None else (region,)
     if isinstance(node, (exp.LT, exp.LTE, exp.GT, exp.GTE)):
         small, big = (
@@ -215,6 +223,30 @@ def _regions(term: exp.Expression, alias: str, table: TableSnapshot) -> tuple[Re
         centre = _distance_centre(small, alias, table)
         if radius is not None and centre is not None and radius > 0:
             return (geometry(Circle, centre[0] % 360.0, centre[1], min(radius, 180.0)),)
+    return None
+
+
+def _predicate_region(
+    node: AdqlContains | AdqlIntersects, alias: str, table: TableSnapshot
+) -> Region | None:
+    """The constant region a CONTAINS or INTERSECTS keeps the table's positions in.
+
+    ``CONTAINS(POINT(t.ra, t.dec), region)``, ``INTERSECTS`` of the position
+    and a region (either way round: with a point it means CONTAINS), and the
+    cone written around the rows instead of the centre,
+    ``CONTAINS(POINT(c), CIRCLE(t.ra, t.dec, r))``: the same rows as
+    ``CONTAINS(POINT(t.ra, t.dec), CIRCLE(c, r))``.
+    """
+    orders = [(node.this, node.expression)]
+    if isinstance(node, AdqlIntersects):  # symmetric
+        orders.append((node.expression, node.this))
+    for point, region in orders:
+        if _is_position(point, alias, table):
+            return constant_region(region)
+        if isinstance(region, AdqlCircle) and _is_position(region.args["center"], alias, table):
+            centre, radius = constant_point(point), constant_number(region.args["radius"])
+            if centre is not None and radius is not None:
+                return geometry(Circle, centre.ra, centre.dec, radius)
     return None
 
 
