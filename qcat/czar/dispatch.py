@@ -129,7 +129,33 @@ class _Schema:
         self.schema = schema
 
 
-class Gathering:
+class _TaskStreams:
+    """What :class:`Gathering` and :class:`OneStream` share: closing once, and
+    cancelling the query on the workers unless every task stream ended."""
+
+    _dispatcher: Dispatcher
+    _query_id: str
+    _finished: bool
+    _closed: bool
+
+    def close(self) -> None:
+        """Stop the tasks; cancel the query on the workers unless all tasks finished."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_reading()
+        if not self._finished:
+            self._dispatcher.cancel(self._query_id)
+        self._wait()
+
+    def _stop_reading(self) -> None:
+        """Let go of the task streams (before the cancel)."""
+
+    def _wait(self) -> None:
+        """Wait for what reads them to end (after the cancel, which unblocks it)."""
+
+
+class Gathering(_TaskStreams):
     """The running tasks of one chunk query and the queue their batches arrive on.
 
     Tasks start at construction, a bounded number at a time. Read the
@@ -221,19 +247,15 @@ class Gathering:
         finally:
             self.close()
 
-    def close(self) -> None:
-        """Stop the tasks; cancel the query on the workers unless all tasks finished."""
-        if self._closed:
-            return
-        self._closed = True
+    def _stop_reading(self) -> None:
         self._stop.set()
-        if not self._finished:
-            self._dispatcher.cancel(self._query_id)
+
+    def _wait(self) -> None:
         for t in self._threads:
             t.join(timeout=5)
 
 
-class OneStream:
+class OneStream(_TaskStreams):
     """One task's stream, read in the caller's thread (see :meth:`Dispatcher.start`).
 
     The same contract as :class:`Gathering`: :meth:`first_schema`,
@@ -276,16 +298,10 @@ class OneStream:
         finally:
             self.close()
 
-    def close(self) -> None:
-        """Stop reading; cancel the query on the workers unless the stream ended."""
-        if self._closed:
-            return
-        self._closed = True
+    def _stop_reading(self) -> None:
         # Dropping the reader ends the worker client's generator, which frees the
         # Flight call (RecordBatchReader.close() leaves a Python source running).
         self._reader = None
-        if not self._finished:
-            self._dispatcher.cancel(self._query_id)
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
