@@ -327,6 +327,68 @@ def test_radii_written_as_arithmetic_plan_like_numbers(catalog: Catalog) -> None
         catalog.engine.execute(pairs.format("1800 / 3600."))
 
 
+# -- IN subqueries answered first ----------------------------------------------------------
+
+
+def _executed(catalog: Catalog, adql: str) -> tuple[list[tuple[object, ...]], tuple[str, ...]]:
+    """The rows of ``adql`` and the notes of the plan that ran (after any rewriting)."""
+    result = catalog.engine.execute(adql)
+    table = result.read_all()
+    rows = list(zip(*(c.to_pylist() for c in table.columns), strict=True))
+    return rows, result.plan.notes
+
+
+CONE_SOURCES = (
+    "SELECT s.sourceId, s.objectId, s.psFlux FROM {source} s WHERE s.objectId IN "
+    "(SELECT objectId FROM {object} WHERE {cone}) ORDER BY s.sourceId"
+)
+
+
+def test_light_curves_of_a_cone_by_an_in_subquery(catalog: Catalog) -> None:
+    ra, dec, r = 150.0, 20.0, 4.0
+    ids = _cone_ids(catalog, ra, dec, r)
+    cone = f"CONTAINS(POINT(coord_ra, coord_dec), CIRCLE({ra}, {dec}, {r})) = 1"
+    got, notes = _executed(
+        catalog, CONE_SOURCES.format(source="demo.Source", object="demo.Object", cone=cone)
+    )
+    listed = ", ".join(map(str, sorted(ids)))
+    want = raw(
+        catalog,
+        "SELECT sourceId, objectId, psFlux FROM source "
+        f"WHERE objectId IN ({listed}) ORDER BY sourceId",
+    )
+    assert ids and want and got == want
+    assert notes[0] == f"IN subquery 1 answered first: {len(ids)} value(s) written in"
+    explained = catalog.engine.explain(
+        CONE_SOURCES.format(source="demo.Source", object="demo.Object", cone=cone)
+    )
+    assert explained.notes[0].startswith("1 IN subquery(ies) run first when the query runs")
+    assert any(n.startswith("demo.Source: director index maps") for n in notes)
+
+
+def test_in_subqueries_that_stay(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Empty, correlated, negated and too large subqueries: each answered exactly."""
+    cases = {
+        "empty": "s.objectId IN (SELECT objectId FROM {object} WHERE objectId < 0)",
+        "correlated": "s.objectId IN (SELECT objectId FROM {object} o "
+        "WHERE o.objectId = s.objectId AND o.r_psfMag < s.psFlux)",
+        "negated": "s.objectId NOT IN (SELECT objectId FROM {object} WHERE r_psfMag > 20)",
+        "large": "s.objectId IN (SELECT objectId FROM {object} WHERE r_psfMag < 23)",
+    }
+    monkeypatch.setattr("qcat.czar.semijoin.MAX_INLINED_VALUES", 5)
+    for label, condition in cases.items():
+        query = "SELECT COUNT(*), SUM(s.sourceId) FROM {source} s WHERE " + condition
+        got, notes = _executed(catalog, query.format(source="demo.Source", object="demo.Object"))
+        assert got == raw(catalog, query.format(source="source", object="object")), label
+        answered = [n for n in notes if n.startswith("IN subquery 1")]
+        if label == "empty":
+            assert answered == ["IN subquery 1 answered first: 0 value(s) written in"]
+        elif label == "large":
+            assert answered and "kept in the query" in answered[0]
+        else:
+            assert not answered, label
+
+
 # -- gathered shapes ------------------------------------------------------------------------------
 
 

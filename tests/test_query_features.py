@@ -1189,7 +1189,18 @@ ENDLESS_SINGLE_TASK = (
 )
 
 
-@pytest.mark.parametrize("adql", [ENDLESS_SCAN, ENDLESS_SINGLE_TASK], ids=["scan", "single-task"])
+#: An IN subquery the engine runs first (qcat.czar.semijoin): the cancel must reach it.
+ENDLESS_SUBQUERY = (
+    "SELECT objectId FROM demo.Object WHERE objectId IN (SELECT s.objectId FROM demo.Source s, "
+    "survey.Visit v, survey.Visit w WHERE ANGDIST(s.ra, s.dec, v.pointRa, w.pointDec) < 1)"
+)
+
+
+@pytest.mark.parametrize(
+    "adql",
+    [ENDLESS_SCAN, ENDLESS_SINGLE_TASK, ENDLESS_SUBQUERY],
+    ids=["scan", "single-task", "in-subquery"],
+)
 def test_cancel_stops_a_long_scan_on_every_worker_within_a_second(
     catalog: Catalog, adql: str
 ) -> None:

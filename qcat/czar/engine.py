@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -29,6 +29,13 @@ from qcat.czar.dispatch import Assignment, Dispatcher, QueryFailed
 from qcat.czar.errors import QueryError
 from qcat.czar.plan import ChunkQuery, QueryPlan, Task, plan
 from qcat.czar.resolve import OutputColumn, ResolvedQuery, resolve
+from qcat.czar.semijoin import (
+    MAX_INLINED_VALUES,
+    in_subqueries,
+    inlinable,
+    run_first_note,
+    write_in,
+)
 from qcat.czar.uploads import UploadTable, stage_uploads
 from qcat.geometry import SETUP_SQL
 from qcat.metadata.store import MetadataStore
@@ -96,6 +103,7 @@ class QueryEngine:
         self._snapshot: tuple[tuple[tuple[str, int | None], ...], CatalogSnapshot] | None = None
         self._seen_count: int | None = None  # the store's change count at the last check
         self._merges: dict[str, _Merge] = {}  # by query id, while the czar merges
+        self._subqueries: dict[str, str] = {}  # query id -> the IN subquery it runs first
 
     def close(self) -> None:
         """Close the worker connections and the czar's database."""
@@ -128,8 +136,16 @@ class QueryEngine:
         return resolve(parse_adql(adql), self.catalog())
 
     def explain(self, adql: str) -> QueryPlan:
-        """The plan of ``adql`` (nothing runs)."""
-        return plan(self.resolve(adql), self.data_dir, whole_query=self.fast_paths)
+        """The plan of ``adql`` (nothing runs).
+
+        An uncorrelated IN subquery is run first when the query runs, and its
+        values replace it (:mod:`qcat.czar.semijoin`); here it is not run, so
+        the plan shown is the one the query gets should it stay, with a note.
+        """
+        resolved = self.resolve(adql)
+        note = run_first_note(in_subqueries(resolved))
+        query_plan = plan(resolved, self.data_dir, whole_query=self.fast_paths)
+        return query_plan if note is None else replace(query_plan, notes=(note, *query_plan.notes))
 
     def execute(
         self, adql: str, *, query_id: str | None = None, uploads: Sequence[UploadTable] = ()
@@ -161,7 +177,43 @@ class QueryEngine:
 
     def _execute(self, adql: str, query_id: str, catalog: CatalogSnapshot) -> QueryResult:
         resolved = resolve(parse_adql(adql), catalog)
+        notes = self._answer_in_subqueries(resolved, query_id)
         query_plan = plan(resolved, self.data_dir, whole_query=self.fast_paths)
+        if notes:
+            query_plan = replace(query_plan, notes=(*notes, *query_plan.notes))
+        return self._execute_plan(resolved, query_plan, query_id)
+
+    def _answer_in_subqueries(self, resolved: ResolvedQuery, query_id: str) -> list[str]:
+        """Run the query's uncorrelated IN subqueries and write their values into it
+        (:mod:`qcat.czar.semijoin`); a note for each."""
+        notes = []
+        for n, sub in enumerate(in_subqueries(resolved), start=1):
+            sub_id = f"{query_id}-in{n}"  # its own id: stopping it early cancels it alone
+            with self._lock:
+                self._subqueries[query_id] = sub_id
+            try:
+                sub_plan = plan(sub.query, self.data_dir, whole_query=self.fast_paths)
+                result = self._execute_plan(sub.query, sub_plan, sub_id)
+                try:
+                    values = inlinable(_first_column(result.reader))
+                finally:
+                    result.close()
+            finally:
+                with self._lock:
+                    self._subqueries.pop(query_id, None)
+            if values is None:
+                notes.append(
+                    f"IN subquery {n}: more than {MAX_INLINED_VALUES} values or not integers "
+                    "or strings: kept in the query"
+                )
+                continue
+            write_in(sub, values)
+            notes.append(f"IN subquery {n} answered first: {len(values)} value(s) written in")
+        return notes
+
+    def _execute_plan(
+        self, resolved: ResolvedQuery, query_plan: QueryPlan, query_id: str
+    ) -> QueryResult:
         deadline = time.time() + self.timeout_s
         names = [c.name for c in resolved.columns]
         if self.fast_paths and query_plan.passthrough and query_plan.chunk_queries[0].tasks:
@@ -252,6 +304,9 @@ class QueryEngine:
             merge = self._merges.get(query_id)
             if merge is not None:
                 merge.cancelled = True
+            subquery = self._subqueries.get(query_id)
+        if subquery is not None:  # an IN subquery it runs first (then the query stops too)
+            self.cancel(subquery)
         if merge is not None:
             merge.cursor.interrupt()
         self.dispatcher.cancel(query_id)
@@ -359,6 +414,12 @@ def _empty(table: TableSnapshot) -> pa.Table:
         schema = schema.append(pa.field(HEALPIX_COLUMN, pa.int64()))
     # Not schema.empty_table(): building a table from arrays imports pandas (1.5 s).
     return pa.Table.from_batches([], schema=schema)
+
+
+def _first_column(reader: pa.RecordBatchReader) -> Iterator[object]:
+    """The values of the first column of ``reader``'s batches, as they arrive."""
+    for batch in reader:
+        yield from batch.column(0).to_pylist()
 
 
 def _first_line(error: Exception) -> str:
