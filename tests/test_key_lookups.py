@@ -57,6 +57,16 @@ def test_id_lookups_find_their_row(catalog: Catalog) -> None:
         assert len(want) == 1 and run(catalog, adql) == want
 
 
+def test_a_key_written_as_a_string_is_read_as_sql_casts_it(catalog: Catalog) -> None:
+    (key,) = _keys(catalog, 42)
+    want = raw(catalog, f"SELECT objectId, g_psfMag FROM object WHERE objectId = {key}")
+    adql = f"SELECT objectId, g_psfMag FROM demo.Object WHERE objectId = '{key}'"
+    assert len(want) == 1 and run(catalog, adql) == want
+    assert "director index maps 1 key(s) to 1 chunk(s)" in " ".join(
+        catalog.engine.explain(adql).notes
+    )
+
+
 def test_in_list_with_absent_keys(catalog: Catalog) -> None:
     keys = [*_keys(catalog, *range(3, 3000, 61)), 1, -7, 10**15]
     listed = ", ".join(map(str, keys))

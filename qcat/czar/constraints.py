@@ -313,19 +313,45 @@ def _keys(term: exp.Expression, alias: str, table: TableSnapshot) -> tuple[objec
     if column is None:
         return None
     node = term.unnest() if isinstance(term, exp.Paren) else term
+    values: list[object | None] = []
     if isinstance(node, exp.EQ):
         for a, b in ((node.this, node.expression), (node.expression, node.this)):
             if _column_is(a, alias, column):
-                value = _key_value(b)
-                return None if value is None else (value,)
-    if (
+                values = [_key_value(b)]
+                break
+    elif (
         isinstance(node, exp.In)
         and _column_is(node.this, alias, column)
         and not node.args.get("query")
     ):
         values = [_key_value(v) for v in node.expressions]
-        if values and all(v is not None for v in values):
-            return tuple(values)
+    # A key of the column's own kind only: the index is typed, and DuckDB compares
+    # other values by casting them, which the index cannot foresee.
+    integer = table.column_types.get(column.lower(), "") in _INTEGER_TYPES
+    keys = [_as_integer(v) if integer else (v if isinstance(v, str) else None) for v in values]
+    if keys and all(k is not None for k in keys):
+        return tuple(keys)
+    return None
+
+
+_INTEGER_TYPES = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+}
+
+
+def _as_integer(value: object | None) -> int | None:
+    """An integer key; a string spelling one is read as it (as SQL casts it), else None."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
     return None
 
 
