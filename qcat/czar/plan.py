@@ -225,9 +225,12 @@ def _chunk_local_shape(tree: exp.Expression, refs: list[_Ref]) -> _Shape | None:
         if any(j.side for j in tree.args.get("joins") or []) and len(refs) > 1:
             return None  # outer joins with broadcast tables: keep it simple and exact
         return _Shape("single", partitioned[0].index)
-    if len(partitioned) != 2 or any(j.side for j in tree.args.get("joins") or []):
+    if len(partitioned) != 2:
         return None
     a, b = partitioned
+    joins = tree.args.get("joins") or []
+    if any(j.side for j in joins):
+        return _outer_director_child(refs, joins, a, b)
     terms = _where_terms(tree)
     for d, c in ((a, b), (b, a)):
         if _joined_on_director_key(d, c, terms):
@@ -250,6 +253,25 @@ def _chunk_local_shape(tree: exp.Expression, refs: list[_Ref]) -> _Shape | None:
                         "apart than the margin cannot be matched chunk by chunk"
                     )
                 return _Shape("neighbours", x.index, margin=y.index, radius=radius)
+    return None
+
+
+def _outer_director_child(
+    refs: list[_Ref], joins: list[exp.Join], a: _Ref, b: _Ref
+) -> _Shape | None:
+    """A director and its child in one outer join (LEFT, RIGHT or FULL) on the key.
+
+    Every row of either table lies in exactly one chunk, and a child row in
+    its director's: rows that can match share a chunk, so each chunk's outer
+    join gives exactly its share of the whole one (unmatched rows included,
+    once). Anything more (a third table, other joins) is gathered.
+    """
+    if len(refs) != 2 or len(joins) != 1:
+        return None
+    on = list(conjuncts(joins[0].args.get("on")))
+    for d, c in ((a, b), (b, a)):
+        if _joined_on_director_key(d, c, on):
+            return _Shape("director-child", d.index)
     return None
 
 
