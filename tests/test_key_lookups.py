@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from partition.director_index import DirectorIndex, write_director_index
+from qcat.czar.adql import parse_adql
+from qcat.czar.catalog import CatalogSnapshot
 from qcat.czar.engine import QueryEngine
+from qcat.czar.plan import plan
+from qcat.czar.resolve import resolve
 from tests.engine_support import Catalog, open_catalog, raw, run
 
 
@@ -146,6 +151,32 @@ def test_outer_director_child_joins_run_chunk_by_chunk(catalog: Catalog, side: s
         f"{on} WHERE o.objectId IN ({listed})"
     )
     assert any("director index maps" in n for n in catalog.engine.explain(with_key).notes)
+
+
+def test_an_outer_join_is_gathered_when_a_preserved_chunk_has_no_partner(
+    catalog: Catalog,
+) -> None:
+    """Tasks run on the director's chunks: a child lacking one of them cannot give the
+    director's unmatched rows there, so a LEFT join is then gathered (an inner one,
+    which has no such rows, is not)."""
+    snapshot = catalog.engine.catalog()
+    source = snapshot.table("demo.Source")
+    fewer = replace(source, chunks=source.chunks[1:])
+    tables = {t.name.lower(): (fewer if t is source else t) for t in snapshot.tables()}
+    shrunk = CatalogSnapshot(tables)
+    query = (
+        "SELECT o.objectId, s.sourceId FROM demo.Object AS o {} JOIN demo.Source AS s "
+        "ON s.objectId = o.objectId"
+    )
+    shapes = {
+        side: plan(resolve(parse_adql(query.format(side)), shrunk), catalog.data).notes[0]
+        for side in ("LEFT", "RIGHT", "INNER")
+    }
+    assert shapes == {
+        "LEFT": "shape: gather (the czar evaluates the query on fetched rows)",
+        "RIGHT": "shape: chunk-local (director-child)",  # every Source chunk has its Object one
+        "INNER": "shape: chunk-local (director-child)",
+    }
 
 
 def test_an_index_without_healpix_still_answers(catalog: Catalog, tmp_path: Path) -> None:

@@ -264,14 +264,31 @@ def _outer_director_child(
     Every row of either table lies in exactly one chunk, and a child row in
     its director's: rows that can match share a chunk, so each chunk's outer
     join gives exactly its share of the whole one (unmatched rows included,
-    once). Anything more (a third table, other joins) is gathered.
+    once). Tasks run on the director's chunks and need the child's file of
+    the same chunk, so a preserved side must have no chunk the other lacks
+    (true of a survey's tables, partitioned alike); otherwise, and for
+    anything more (a third table, other joins), the query is gathered.
     """
     if len(refs) != 2 or len(joins) != 1:
         return None
-    on = list(conjuncts(joins[0].args.get("on")))
+    join = joins[0]
+    on = list(conjuncts(join.args.get("on")))
     for d, c in ((a, b), (b, a)):
-        if _joined_on_director_key(d, c, on):
-            return _Shape("director-child", d.index)
+        if not _joined_on_director_key(d, c, on):
+            continue
+        right = next((r for r in refs if r.node is join.this), None)
+        if right is None:
+            return None
+        preserved = {"LEFT": [r for r in refs if r is not right], "RIGHT": [right]}.get(
+            join.side.upper(), refs
+        )
+        director_chunks = {x.partition for x in d.table.chunks}
+        child_chunks = {x.partition for x in c.table.chunks}
+        if d in preserved and not director_chunks <= child_chunks:
+            return None
+        if c in preserved and not child_chunks <= director_chunks:
+            return None
+        return _Shape("director-child", d.index)
     return None
 
 
