@@ -362,7 +362,7 @@ def test_light_curves_of_a_cone_by_an_in_subquery(catalog: Catalog) -> None:
     explained = catalog.engine.explain(
         CONE_SOURCES.format(source="demo.Source", object="demo.Object", cone=cone)
     )
-    assert explained.notes[0].startswith("1 IN subquery(ies) run first when the query runs")
+    assert explained.notes[0].startswith("1 subquery(ies) run first when the query runs")
     assert any(n.startswith("demo.Source: director index maps") for n in notes)
 
 
@@ -387,6 +387,39 @@ def test_in_subqueries_that_stay(catalog: Catalog, monkeypatch: pytest.MonkeyPat
             assert answered and "kept in the query" in answered[0]
         else:
             assert not answered, label
+
+
+def test_scalar_subqueries_answered_first(catalog: Catalog) -> None:
+    brightest = (
+        "SELECT objectId, r_psfMag FROM {object} WHERE r_psfMag = "
+        "(SELECT MIN(r_psfMag) FROM {object})"
+    )
+    got, notes = _executed(catalog, brightest.format(object="demo.Object"))
+    assert len(got) == 1 and got == raw(catalog, brightest.format(object="object"))
+    assert notes[0].startswith("scalar subquery 1 answered first: ")
+    assert "shape: chunk-local (single)" in notes
+    # Subquery on the left, beside a cone: the cone still prunes.
+    cone = "CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(150.0, 20.0, 4.0)) = 1"
+    fainter = (
+        "SELECT objectId FROM {object} WHERE (SELECT AVG(r_psfMag) FROM {object}) < r_psfMag "
+        f"AND {cone} ORDER BY objectId"
+    )
+    got, notes = _executed(catalog, fainter.format(object="demo.Object"))
+    ids = _cone_ids(catalog, 150.0, 20.0, 4.0)
+    (mean,) = raw(catalog, "SELECT AVG(r_psfMag) FROM object")[0]
+    want = raw(catalog, f"SELECT objectId, r_psfMag FROM object WHERE r_psfMag > {mean!r}")
+    assert got and got == sorted((i,) for i, _ in want if i in ids)
+    assert any("region selects" in n for n in notes)
+    # No value (NULL): the comparison keeps no row.
+    none = "SELECT COUNT(*) FROM demo.Object WHERE r_psfMag > (SELECT MAX(r_psfMag) FROM " + (
+        "demo.Object WHERE objectId < 0)"
+    )
+    got, notes = _executed(catalog, none)
+    assert got == [(0,)] and notes[0].endswith("NULL, the term keeps no row")
+    # Several rows: kept as written, and DuckDB refuses it as it would anyway.
+    several = "SELECT objectId FROM demo.Object WHERE objectId = (SELECT objectId FROM demo.Object)"
+    with pytest.raises(QueryError, match="More than one row"):
+        catalog.engine.execute(several).read_all()
 
 
 # -- gathered shapes ------------------------------------------------------------------------------

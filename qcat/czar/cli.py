@@ -118,12 +118,12 @@ def explain(query: str, data: Path | None) -> None:
     from qcat.czar.catalog import CatalogSnapshot
     from qcat.czar.plan import plan
     from qcat.czar.resolve import resolve
-    from qcat.czar.semijoin import in_subqueries, run_first_note
+    from qcat.czar.semijoin import run_first_note, run_first_subqueries
 
     text = sys.stdin.read() if query == "-" else query
     data_dir = resolve_data_dir(data)
     resolved = resolve(parse_adql(text), CatalogSnapshot.for_data_dir(data_dir))
-    first = run_first_note(in_subqueries(resolved))
+    first = run_first_note(run_first_subqueries(resolved))
     query_plan = plan(resolved, data_dir)
     click.echo(f"shape: {query_plan.shape}")
     for note in (first, *query_plan.notes) if first else query_plan.notes:

@@ -29,13 +29,7 @@ from qcat.czar.dispatch import Assignment, Dispatcher, QueryFailed
 from qcat.czar.errors import QueryError
 from qcat.czar.plan import ChunkQuery, QueryPlan, Task, plan
 from qcat.czar.resolve import OutputColumn, ResolvedQuery, resolve
-from qcat.czar.semijoin import (
-    MAX_INLINED_VALUES,
-    in_subqueries,
-    inlinable,
-    run_first_note,
-    write_in,
-)
+from qcat.czar.semijoin import run_first_note, run_first_subqueries, write_answer
 from qcat.czar.uploads import UploadTable, stage_uploads
 from qcat.geometry import SETUP_SQL
 from qcat.metadata.store import MetadataStore
@@ -138,12 +132,12 @@ class QueryEngine:
     def explain(self, adql: str) -> QueryPlan:
         """The plan of ``adql`` (nothing runs).
 
-        An uncorrelated IN subquery is run first when the query runs, and its
-        values replace it (:mod:`qcat.czar.semijoin`); here it is not run, so
+        An uncorrelated WHERE subquery is run first when the query runs, and its
+        answer replaces it (:mod:`qcat.czar.semijoin`); here it is not run, so
         the plan shown is the one the query gets should it stay, with a note.
         """
         resolved = self.resolve(adql)
-        note = run_first_note(in_subqueries(resolved))
+        note = run_first_note(run_first_subqueries(resolved))
         query_plan = plan(resolved, self.data_dir, whole_query=self.fast_paths)
         return query_plan if note is None else replace(query_plan, notes=(note, *query_plan.notes))
 
@@ -177,38 +171,30 @@ class QueryEngine:
 
     def _execute(self, adql: str, query_id: str, catalog: CatalogSnapshot) -> QueryResult:
         resolved = resolve(parse_adql(adql), catalog)
-        notes = self._answer_in_subqueries(resolved, query_id)
+        notes = self._answer_subqueries(resolved, query_id)
         query_plan = plan(resolved, self.data_dir, whole_query=self.fast_paths)
         if notes:
             query_plan = replace(query_plan, notes=(*notes, *query_plan.notes))
         return self._execute_plan(resolved, query_plan, query_id)
 
-    def _answer_in_subqueries(self, resolved: ResolvedQuery, query_id: str) -> list[str]:
-        """Run the query's uncorrelated IN subqueries and write their values into it
-        (:mod:`qcat.czar.semijoin`); a note for each."""
+    def _answer_subqueries(self, resolved: ResolvedQuery, query_id: str) -> list[str]:
+        """Run the query's uncorrelated WHERE subqueries and write their answers into it
+        (:mod:`qcat.czar.semijoin`); a plan note for each."""
         notes = []
-        for n, sub in enumerate(in_subqueries(resolved), start=1):
-            sub_id = f"{query_id}-in{n}"  # its own id: stopping it early cancels it alone
+        for n, sub in enumerate(run_first_subqueries(resolved), start=1):
+            sub_id = f"{query_id}-sub{n}"  # its own id: stopping it early cancels it alone
             with self._lock:
                 self._subqueries[query_id] = sub_id
             try:
                 sub_plan = plan(sub.query, self.data_dir, whole_query=self.fast_paths)
                 result = self._execute_plan(sub.query, sub_plan, sub_id)
                 try:
-                    values = inlinable(_first_column(result.reader))
+                    notes.append(write_answer(sub, n, _first_column(result.reader)))
                 finally:
                     result.close()
             finally:
                 with self._lock:
                     self._subqueries.pop(query_id, None)
-            if values is None:
-                notes.append(
-                    f"IN subquery {n}: more than {MAX_INLINED_VALUES} values or not integers "
-                    "or strings: kept in the query"
-                )
-                continue
-            write_in(sub, values)
-            notes.append(f"IN subquery {n} answered first: {len(values)} value(s) written in")
         return notes
 
     def _execute_plan(

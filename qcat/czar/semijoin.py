@@ -1,51 +1,71 @@
-"""Uncorrelated ``x IN (SELECT ...)`` subqueries, answered before the query they filter.
+"""Uncorrelated subqueries in the WHERE clause, answered before the query they filter.
 
 Asking for the light curves of the objects in a cone is often written
 ``SELECT ... FROM demo.Source s WHERE s.objectId IN (SELECT objectId FROM
-demo.Object WHERE CONTAINS(...) = 1)``. As a whole such a query is gathered,
-which reads the child table everywhere. But the subquery does not refer to
-the outer query, so its answer is the same for every row: the engine runs
-it first and, when it gives at most :data:`MAX_INLINED_VALUES` distinct
-integers or strings, writes them into the query as a list (``s.objectId IN
-(1, 2, ...)``). The planner then treats that like any key list (the
-director index picks the chunks, a key filter the row groups). A larger or
-otherwise typed answer leaves the subquery in place, and the query is
-gathered as before: slower, never wrong.
+demo.Object WHERE CONTAINS(...) = 1)``, and for the brightest object
+``... WHERE r_psfMag = (SELECT MIN(r_psfMag) FROM demo.Object)``. As a whole
+such a query is gathered, which reads the outer table everywhere. But a
+subquery that does not refer to the outer query has the same answer for
+every row, so the engine runs it first and writes the answer into the query:
 
-Only AND-ed terms of the outermost WHERE are rewritten: there a NULL in the
-list and a missing one filter alike (NULL and FALSE both drop the row), and
-nothing negates the term.
+- ``x IN (SELECT ...)`` becomes ``x IN (v1, v2, ...)`` when the answer is at
+  most :data:`MAX_INLINED_VALUES` distinct integers or strings; the planner
+  treats that like any key list (the director index picks the chunks);
+- ``x < (SELECT ...)`` (any comparison, either side) gets the one value the
+  subquery returns as a constant, so a region or key test beside it prunes
+  as usual and the query runs chunk by chunk.
+
+Any other answer (more values, other types, several rows for a scalar)
+leaves the subquery in place and the query is gathered as before: slower,
+never wrong. Only AND-ed terms of the outermost WHERE are rewritten: there
+a NULL and FALSE drop a row alike (so NULLs in an IN list and a comparison
+with NULL can be written as nothing and FALSE), and nothing negates the term.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
+from itertools import islice
 
 from sqlglot import exp
 from sqlglot.optimizer.scope import build_scope
 
-from qcat.czar.constraints import conjuncts
+from qcat.czar.constraints import conjuncts, double_literal
 from qcat.czar.resolve import OutputColumn, ResolvedQuery, qualified_name
 
 #: The most distinct values written into a query in place of its IN subquery.
 MAX_INLINED_VALUES = 10_000
 
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE)
+
 
 @dataclass(frozen=True)
-class InSubquery:
-    """One ``x IN (SELECT ...)`` term the engine may answer first."""
+class RunFirst:
+    """One uncorrelated subquery of a WHERE term, which the engine may answer first."""
 
-    term: exp.In
+    #: ``x IN (SELECT ...)`` or a comparison with ``(SELECT ...)``
+    term: exp.Expression
+    #: the subquery's node in the term (what a scalar answer replaces)
+    subquery: exp.Subquery
     #: the subquery alone, as a query of its own (a copy: planning it tags its nodes)
     query: ResolvedQuery
 
+    @property
+    def is_in(self) -> bool:
+        """Whether the term is ``x IN (SELECT ...)`` (else a comparison)."""
+        return isinstance(self.term, exp.In)
 
-def in_subqueries(resolved: ResolvedQuery) -> list[InSubquery]:
-    """The uncorrelated IN subqueries among the AND-ed terms of the outermost WHERE.
 
-    A subquery qualifies when it names no column of the outer query and
-    reads catalog tables only (not a WITH query of the outer one).
+def run_first_subqueries(resolved: ResolvedQuery) -> list[RunFirst]:
+    """The uncorrelated IN and scalar subqueries among the AND-ed terms of the
+    outermost WHERE.
+
+    A subquery qualifies when it has one output column, names no column of
+    the outer query and reads catalog tables only (not a WITH query of the
+    outer one).
     """
     tree = resolved.tree
     if not isinstance(tree, exp.Select) or tree.args.get("with_"):
@@ -54,31 +74,70 @@ def in_subqueries(resolved: ResolvedQuery) -> list[InSubquery]:
     if root is None:
         return []
     standalone = {id(s.expression) for s in root.subquery_scopes if not s.is_correlated_subquery}
-    found = []
-    for term in conjuncts(tree.args.get("where")):
-        subquery = term.args.get("query") if isinstance(term, exp.In) else None
-        select = subquery.this if isinstance(subquery, exp.Subquery) else None
+
+    def usable(node: object) -> exp.Subquery | None:
+        select = node.this if isinstance(node, exp.Subquery) else None
         if (
-            isinstance(term, exp.In)
+            isinstance(node, exp.Subquery)
             and isinstance(select, exp.Select)
             and id(select) in standalone
             and len(select.expressions) == 1
             and all(qualified_name(t) in resolved.tables for t in select.find_all(exp.Table))
         ):
-            column = OutputColumn(select.expressions[0].alias_or_name)
-            query = ResolvedQuery(select.copy(), resolved.tables, (column,))
-            found.append(InSubquery(term, query))
+            return node
+        return None
+
+    found = []
+    for term in conjuncts(tree.args.get("where")):
+        if isinstance(term, exp.In):
+            sides = [term.args.get("query")]
+        elif isinstance(term, _COMPARISONS):
+            sides = [term.this, term.expression]
+        else:
+            continue
+        for side in sides:
+            subquery = usable(side)
+            if subquery is not None:
+                select = subquery.this
+                column = OutputColumn(select.expressions[0].alias_or_name)
+                query = ResolvedQuery(select.copy(), resolved.tables, (column,))
+                found.append(RunFirst(term, subquery, query))
+                break
     return found
 
 
-def run_first_note(subqueries: list[InSubquery]) -> str | None:
+def write_answer(sub: RunFirst, n: int, values: Iterator[object]) -> str:
+    """Write the answer ``values`` (the subquery's first column) into the query, if it
+    can be; the plan note saying what was done."""
+    if sub.is_in:
+        listed = inlinable(values)
+        if listed is None:
+            return (
+                f"IN subquery {n}: more than {MAX_INLINED_VALUES} values or not integers "
+                "or strings: kept in the query"
+            )
+        write_in(sub, listed)
+        return f"IN subquery {n} answered first: {len(listed)} value(s) written in"
+    rows = list(islice(values, 2))
+    if len(rows) > 1:
+        return f"scalar subquery {n}: more than one row: kept in the query"
+    if not rows or rows[0] is None:
+        sub.term.replace(exp.false())  # a comparison with NULL keeps no row
+        return f"scalar subquery {n} answered first: NULL, the term keeps no row"
+    constant = _constant(rows[0])
+    if constant is None:
+        return f"scalar subquery {n}: a {type(rows[0]).__name__} value: kept in the query"
+    sub.subquery.replace(constant)
+    return f"scalar subquery {n} answered first: {constant.sql('duckdb')} written in"
+
+
+def run_first_note(subqueries: list[RunFirst]) -> str | None:
     """What a plan made without running ``subqueries`` says about them (None: none)."""
     if not subqueries:
         return None
     return (
-        f"{len(subqueries)} IN subquery(ies) run first when the query runs; at most "
-        f"{MAX_INLINED_VALUES:,} integer or string values then replace each (plan below: "
-        "the query as written)"
+        f"{len(subqueries)} subquery(ies) run first when the query runs; their answer "
+        "then replaces them where it can (plan below: the query as written)"
     )
 
 
@@ -102,7 +161,7 @@ def inlinable(values: Iterable[object]) -> set[int | str] | None:
     return out
 
 
-def write_in(sub: InSubquery, values: set[int | str]) -> None:
+def write_in(sub: RunFirst, values: set[int | str]) -> None:
     """Replace the subquery of ``sub`` by the list ``values`` (no values: FALSE)."""
     if not values:
         sub.term.replace(exp.false())
@@ -112,3 +171,19 @@ def write_in(sub: InSubquery, values: set[int | str]) -> None:
         for v in sorted(values, key=lambda v: (isinstance(v, str), v))
     ]
     sub.term.replace(exp.In(this=sub.term.this, expressions=listed))
+
+
+def _constant(value: object) -> exp.Expression | None:
+    """``value`` as a SQL constant of its own type, or None when it has no exact one."""
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, int):
+        return exp.Literal.number(str(value))
+    if isinstance(value, float):
+        # A DOUBLE literal: its shortest repr reads back as the same double.
+        return double_literal(value) if math.isfinite(value) else None
+    if isinstance(value, Decimal):  # DuckDB's HUGEINT sums reach Arrow as decimals
+        return exp.Literal.number(str(value)) if value.is_finite() else None
+    if isinstance(value, str):
+        return exp.Literal.string(value)
+    return None
