@@ -126,6 +126,40 @@ def test_only_the_chunks_near_the_uploaded_positions_are_asked(served: Served) -
     assert want and got == want
 
 
+def test_a_join_with_uploaded_ids_asks_only_their_chunks(served: Served) -> None:
+    rows = served.raw_rows("SELECT objectId, r_psfMag FROM object ORDER BY objectId")
+    wanted = {rows[i][0]: rows[i][1] for i in (3, 500, 1200, 2900)}
+    ids = [*wanted, -1]  # and one id the catalog lacks
+    table = Table({"id": np.array(ids, dtype=np.int64), "tag": [f"t{i}" for i in range(5)]})
+    upload = votable_to_arrow("ids", votable_bytes(table), max_rows=1000)
+    adql = (
+        "SELECT o.objectId, o.r_psfMag, u.tag FROM demo.Object AS o "
+        "JOIN TAP_UPLOAD.ids AS u ON o.objectId = u.id"
+    )
+    result = served.service.engine.execute(adql, uploads=[upload])
+    try:
+        got = sorted(tuple(r.values()) for r in result.reader.read_all().to_pylist())
+        notes = result.plan.notes
+    finally:
+        result.close()
+    tags = dict(zip(ids, table["tag"], strict=True))
+    assert got == sorted((k, m, tags[k]) for k, m in wanted.items())
+    assert notes[0] == "key join 1: 5 key(s) of tap_upload.ids written in"
+    assert any(n.startswith("demo.Object: director index maps 5 key(s)") for n in notes)
+    # Keys for most chunks: the join runs as written (reading each chunk once is cheaper).
+    many = [r[0] for r in rows[::20]]
+    upload = votable_to_arrow("ids", votable_bytes(Table({"id": many})), max_rows=1000)
+    adql = "SELECT o.objectId FROM demo.Object AS o JOIN TAP_UPLOAD.ids AS u ON o.objectId = u.id"
+    result = served.service.engine.execute(adql, uploads=[upload])
+    try:
+        got = sorted(r["objectId"] for r in result.reader.read_all().to_pylist())
+        notes = result.plan.notes
+    finally:
+        result.close()
+    assert got == sorted(many)
+    assert not any(n.startswith("key join") for n in notes)
+
+
 def test_async_crossmatch_with_an_upload(served: Served) -> None:
     table = targets(served, 30)
     result = pyvo.dal.TAPService(served.url).run_async(CROSSMATCH, uploads={"targets": table})

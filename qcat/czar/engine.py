@@ -16,11 +16,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+from sqlglot import exp
 
 from partition.hats_writer import HEALPIX_COLUMN
 from qcat.czar.adql import parse_adql
@@ -28,8 +30,15 @@ from qcat.czar.catalog import CatalogSnapshot, TableSnapshot
 from qcat.czar.dispatch import Assignment, Dispatcher, QueryFailed
 from qcat.czar.errors import QueryError
 from qcat.czar.plan import ChunkQuery, QueryPlan, Task, plan
-from qcat.czar.resolve import OutputColumn, ResolvedQuery, resolve
-from qcat.czar.semijoin import run_first_note, run_first_subqueries, write_answer
+from qcat.czar.resolve import OutputColumn, ResolvedQuery, qualified_name, resolve
+from qcat.czar.semijoin import (
+    add_key_list,
+    broadcast_key_joins,
+    inlinable,
+    run_first_note,
+    run_first_subqueries,
+    write_answer,
+)
 from qcat.czar.uploads import UploadTable, stage_uploads
 from qcat.geometry import SETUP_SQL
 from qcat.metadata.store import MetadataStore
@@ -171,7 +180,8 @@ class QueryEngine:
 
     def _execute(self, adql: str, query_id: str, catalog: CatalogSnapshot) -> QueryResult:
         resolved = resolve(parse_adql(adql), catalog)
-        notes = self._answer_subqueries(resolved, query_id)
+        notes = self._answer_key_joins(resolved, query_id)
+        notes += self._answer_subqueries(resolved, query_id)
         query_plan = plan(resolved, self.data_dir, whole_query=self.fast_paths)
         if notes:
             query_plan = replace(query_plan, notes=(*notes, *query_plan.notes))
@@ -182,20 +192,44 @@ class QueryEngine:
         (:mod:`qcat.czar.semijoin`); a plan note for each."""
         notes = []
         for n, sub in enumerate(run_first_subqueries(resolved), start=1):
-            sub_id = f"{query_id}-sub{n}"  # its own id: stopping it early cancels it alone
-            with self._lock:
-                self._subqueries[query_id] = sub_id
-            try:
-                sub_plan = plan(sub.query, self.data_dir, whole_query=self.fast_paths)
-                result = self._execute_plan(sub.query, sub_plan, sub_id)
-                try:
-                    notes.append(write_answer(sub, n, _first_column(result.reader)))
-                finally:
-                    result.close()
-            finally:
-                with self._lock:
-                    self._subqueries.pop(query_id, None)
+            with self._running_first(sub.query, f"{query_id}-sub{n}", query_id) as values:
+                notes.append(write_answer(sub, n, values))
         return notes
+
+    def _answer_key_joins(self, resolved: ResolvedQuery, query_id: str) -> list[str]:
+        """Add ``key IN (...)`` for the query's key joins with small unpartitioned tables
+        (:func:`qcat.czar.semijoin.broadcast_key_joins`); a plan note for each."""
+        notes = []
+        for n, join in enumerate(broadcast_key_joins(resolved), start=1):
+            with self._running_first(join.query, f"{query_id}-keys{n}", query_id) as values:
+                keys = inlinable(values)
+            table = join.query.tree.find(exp.Table)
+            source = qualified_name(table) if table is not None else "the joined table"
+            if keys is None:  # strings and integers mixed, or floats
+                notes.append(f"key join {n}: the values of {source} are no keys: joined as written")
+                continue
+            add_key_list(resolved.tree, join.key, keys)
+            notes.append(f"key join {n}: {len(keys)} key(s) of {source} written in")
+        return notes
+
+    @contextmanager
+    def _running_first(
+        self, query: ResolvedQuery, sub_id: str, query_id: str
+    ) -> Iterator[Iterator[object]]:
+        """Run ``query`` (part of query ``query_id``, under its own id ``sub_id``, which a
+        cancel of the query reaches) and give the values of its first column."""
+        with self._lock:
+            self._subqueries[query_id] = sub_id
+        try:
+            sub_plan = plan(query, self.data_dir, whole_query=self.fast_paths)
+            result = self._execute_plan(query, sub_plan, sub_id)
+            try:
+                yield _first_column(result.reader)
+            finally:
+                result.close()
+        finally:
+            with self._lock:
+                self._subqueries.pop(query_id, None)
 
     def _execute_plan(
         self, resolved: ResolvedQuery, query_plan: QueryPlan, query_id: str
