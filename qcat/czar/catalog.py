@@ -9,7 +9,8 @@ before a commit finishes on the files it planned with.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,11 @@ class Chunk:
     #: partition statistics (None when unknown): a child table's rows sit in their
     #: director's chunk, so only these bounds say where their own positions are.
     position_bounds: tuple[float, float, float, float] | None = None
+    #: ``[min, max]`` of each numeric column over the chunk's rows, by lower-case name
+    #: (from the partition statistics; a column missing here is unknown).
+    column_ranges: Mapping[str, tuple[float, float]] = field(
+        default_factory=dict, compare=False, hash=False
+    )
 
     @property
     def partition(self) -> Partition:
@@ -193,10 +199,29 @@ def _table_snapshot(store: MetadataStore, spec: TableSpec, version: VersionRecor
             candidate = f"{version.margin_path}/dataset/{relative}"
             margin = candidate if candidate in margin_files else None
         chunks.append(
-            Chunk(p.order, p.pixel, p.num_rows, p.path, margin, _position_bounds(spec, p.stats))
+            Chunk(
+                p.order,
+                p.pixel,
+                p.num_rows,
+                p.path,
+                margin,
+                _position_bounds(spec, p.stats),
+                _column_ranges(p.stats),
+            )
         )
     chunks.sort(key=lambda c: c.partition.lo29)
     return TableSnapshot(spec, version, tuple(chunks), None, version.index_path)
+
+
+def _column_ranges(stats: dict[str, list[Any]]) -> dict[str, tuple[float, float]]:
+    """The numeric ``[min, max]`` statistics, by lower-case column name."""
+    out = {}
+    for name, values in stats.items():
+        if len(values) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
+            out[name.lower()] = (float(values[0]), float(values[1]))
+    return out
 
 
 def _position_bounds(

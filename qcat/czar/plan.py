@@ -62,6 +62,7 @@ from qcat.czar.constraints import (
 from qcat.czar.errors import QueryError
 from qcat.czar.resolve import ResolvedQuery, qualified_name
 from qcat.czar.split import CHUNKS, NotSplittable, split, splits_as_is
+from qcat.czar.statistics import chunks_within, column_bounds
 from qcat.czar.translate import to_duckdb
 from qcat.geometry import Circle, Region, bounding_circle, contains_sql, regions_intersect
 from qcat.geometry.sql import literal
@@ -397,6 +398,19 @@ def _chunks(
     return chunks
 
 
+def _chunks_by_statistics(
+    ref: _Ref, terms: list[exp.Expression], chunks: list[Chunk], notes: list[str]
+) -> list[Chunk]:
+    """``chunks`` whose column statistics allow the terms' bounds (:mod:`.statistics`)."""
+    bounds = column_bounds(terms, ref.alias, ref.table)
+    kept = chunks_within(chunks, bounds)
+    if len(kept) < len(chunks):
+        notes.append(
+            f"{ref.table.name}: column statistics leave {len(kept)} of {len(chunks)} chunks"
+        )
+    return kept
+
+
 def _chunks_by_bounds(chunks: list[Chunk], regions: tuple[Region, ...]) -> list[Chunk]:
     """Chunks whose rows' position bounds can meet one of ``regions``.
 
@@ -496,6 +510,7 @@ def _chunk_local(
         if keys is not None and driver_constraints.keys is None:
             driver_constraints = TableConstraints(driver_constraints.regions, keys)
     chunks = _chunks(driver, driver_constraints, data_dir, notes)
+    chunks = _chunks_by_statistics(driver, terms, chunks, notes)
     if shape.kind == "single" and len(refs) > 1:
         chunks = _near_broadcast_positions(driver, refs, terms, chunks, data_dir, notes)
     if shape.kind == "director-child":
