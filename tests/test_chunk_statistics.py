@@ -42,3 +42,16 @@ def test_statistics_leave_out_only_chunks_without_answers(
     assert run(catalog, adql) == raw(catalog, adql.replace("demo.Object", "object"))
     notes = catalog.engine.explain(adql).notes
     assert any(NOTE in n for n in notes) == pruned, notes
+
+
+def test_gathered_references_are_left_out_by_statistics_too(catalog: Catalog) -> None:
+    """A gathered query fetches each table with the terms that concern it alone; the
+    chunks those terms rule out are not asked."""
+    adql = (
+        "SELECT COUNT(*) FROM demo.Object o WHERE o.coord_dec > 60 AND EXISTS "
+        "(SELECT 1 FROM demo.Source s WHERE s.objectId = o.objectId AND s.band = 'u')"
+    )
+    sql = adql.replace("demo.Object", "object").replace("demo.Source", "source")
+    assert run(catalog, adql) == raw(catalog, sql)
+    notes = catalog.engine.explain(adql).notes
+    assert notes[0].startswith("shape: gather") and any(NOTE in n for n in notes), notes

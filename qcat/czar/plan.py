@@ -891,7 +891,10 @@ def _gather(
     for ref in refs:
         terms = pushed.get(ref.index, [])
         constraints = constraints_for(ref.alias, ref.table, terms) if terms else TableConstraints()
-        chunks = _chunks(ref, constraints, data_dir, notes) if ref.table.partitioned else []
+        chunks = []
+        if ref.table.partitioned:
+            chunks = _chunks(ref, constraints, data_dir, notes)
+            chunks = _chunks_by_statistics(ref, terms, chunks, notes)
         columns = sorted(needed.get(ref.index, set())) or [(ref.table.spec.columns[0].name.lower())]
         select = exp.select(*(exp.column(c, table=ref.alias) for c in columns)).from_(
             exp.alias_(exp.to_table(ref.relation), ref.alias, table=True)
