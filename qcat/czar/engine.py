@@ -205,8 +205,10 @@ class QueryEngine:
                 keys = inlinable(values)
             table = join.query.tree.find(exp.Table)
             source = qualified_name(table) if table is not None else "the joined table"
-            if keys is None:  # strings and integers mixed, or floats
-                notes.append(f"key join {n}: the values of {source} are no keys: joined as written")
+            if keys is None:  # not all integers or all strings, or very many
+                notes.append(
+                    f"key join {n}: the values of {source} are not listed: joined as written"
+                )
                 continue
             add_key_list(resolved.tree, join.key, keys)
             notes.append(f"key join {n}: {len(keys)} key(s) of {source} written in")
