@@ -486,6 +486,8 @@ def test_unknown_names_suggest_close_ones(catalog: Catalog) -> None:
     assert str(e.value).endswith("; demo.Object has it")
     with pytest.raises(ResolveError, match=r"in table demo\.Source \(s\).*did you mean psFlux"):
         catalog.engine.execute(join.format("s.psFlx"))
+    with pytest.raises(ResolveError, match="no column 'g_psfMg' "):  # as written, not folded
+        catalog.engine.execute("SELECT g_psfMg FROM demo.Object")
 
 
 def test_functions_outside_the_allow_list_never_reach_duckdb(catalog: Catalog) -> None:

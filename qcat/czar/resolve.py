@@ -72,6 +72,8 @@ def resolve(tree: exp.Expression, catalog: CatalogSnapshot) -> ResolvedQuery:
     _check_delimited_columns(tree, tables)
     _remember_aliases(tree)
     _name_expressions(tree)
+    # The names as written, for messages: folding loses the user's spelling.
+    written = {c.name.lower(): c.name for c in tree.find_all(exp.Column)}
     _fold_case(tree)
     # Every name is lower case already: sqlglot need not normalize the schema again.
     mapping: dict[str, object] = dict(_schema(tables))
@@ -86,7 +88,7 @@ def resolve(tree: exp.Expression, catalog: CatalogSnapshot) -> ResolvedQuery:
             identify=False,
         )
     except OptimizeError as e:
-        raise _resolve_error(str(e), tables, tree) from None
+        raise _resolve_error(str(e), tables, tree, written) from None
     _bind_column_functions(tree, tables)
     columns = _output_columns(tree, tables)
     return ResolvedQuery(tree, tables, tuple(columns))
@@ -214,7 +216,10 @@ _UNKNOWN = re.compile(r"Unknown column: (\S+)")
 
 
 def _resolve_error(
-    message: str, tables: dict[str, TableSnapshot], tree: exp.Expression
+    message: str,
+    tables: dict[str, TableSnapshot],
+    tree: exp.Expression,
+    written: dict[str, str],
 ) -> ResolveError:
     found = _UNRESOLVED.search(message)
     unknown = _UNKNOWN.search(message)
@@ -246,7 +251,8 @@ def _resolve_error(
     if qualifier and holders:  # the right name on the wrong table of a join
         hint += f"; {', '.join(holders)} has it"
     in_tables = ", ".join(t.name for t in tables.values())
-    return ResolveError(f"no column {column!r}{where} (tables read: {in_tables}){hint}")
+    shown = written.get(column.lower(), column)
+    return ResolveError(f"no column {shown!r}{where} (tables read: {in_tables}){hint}")
 
 
 def _qualifier_of(tree: exp.Expression, column: str) -> str | None:
