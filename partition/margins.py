@@ -44,7 +44,7 @@ import numpy as np
 
 from partition.layout import HEALPIX_ORDER, Partition, PartitionSet
 from qcat.errors import ConfigError
-from qcat.geometry.coverage import merge_ranges
+from qcat.geometry.coverage import cells_to_ranges, merge_ranges
 
 ARCSEC_RAD = math.pi / (180.0 * 3600.0)
 
@@ -196,9 +196,8 @@ def neighbourhood_ranges(partition: Partition, width_arcsec: float) -> np.ndarra
         boundary = np.asarray(hp.xyf2pix(1 << k, xs, ys, face, nest=True), dtype=np.int64)
     near = np.asarray(hp.get_all_neighbours(1 << k, boundary, nest=True), dtype=np.int64).ravel()
     cells = np.unique(np.concatenate([boundary, near[near >= 0]]))
-    shift, own_shift = 2 * (HEALPIX_ORDER - k), 2 * (HEALPIX_ORDER - order)
-    own = np.array([[pixel << own_shift, (pixel + 1) << own_shift]], dtype=np.int64)
-    return merge_ranges(np.concatenate([own, np.stack([cells << shift, (cells + 1) << shift], 1)]))
+    own = cells_to_ranges(order, np.array([pixel], dtype=np.int64))
+    return merge_ranges(np.concatenate([own, cells_to_ranges(k, cells)]))
 
 
 def points_reach_ranges(ra_deg: np.ndarray, dec_deg: np.ndarray, width_arcsec: float) -> np.ndarray:
@@ -225,9 +224,7 @@ def points_reach_ranges(ra_deg: np.ndarray, dec_deg: np.ndarray, width_arcsec: f
     )
     own = np.unique(own)
     near = np.asarray(hp.get_all_neighbours(nside, own, nest=True), dtype=np.int64).ravel()
-    cells = np.unique(np.concatenate([own, near[near >= 0]]))
-    shift = 2 * (HEALPIX_ORDER - k)
-    return merge_ranges(np.stack([cells << shift, (cells + 1) << shift], 1))
+    return merge_ranges(cells_to_ranges(k, np.concatenate([own, near[near >= 0]])))
 
 
 def margin_pairs(

@@ -114,6 +114,11 @@ class TableSnapshot:
         return [c for c, h in zip(self.chunks, hit.tolist(), strict=True) if h]
 
 
+#: DuckDB's integer types (what a key, or a column that cannot hold NaN, is).
+INTEGER_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+)
+
 _DUCKDB_TYPES = {
     "int8": "TINYINT",
     "int16": "SMALLINT",

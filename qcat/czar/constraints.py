@@ -38,7 +38,7 @@ from qcat.czar.adql.expressions import (
     AdqlPoint,
     QcatAngDist,
 )
-from qcat.czar.catalog import TableSnapshot
+from qcat.czar.catalog import INTEGER_TYPES, TableSnapshot
 from qcat.czar.constants import (
     Region,
     constant_number,
@@ -327,23 +327,11 @@ def _keys(term: exp.Expression, alias: str, table: TableSnapshot) -> tuple[objec
         values = [_key_value(v) for v in node.expressions]
     # A key of the column's own kind only: the index is typed, and DuckDB compares
     # other values by casting them, which the index cannot foresee.
-    integer = table.column_types.get(column.lower(), "") in _INTEGER_TYPES
+    integer = table.column_types.get(column.lower(), "") in INTEGER_TYPES
     keys = [_as_integer(v) if integer else (v if isinstance(v, str) else None) for v in values]
     if keys and all(k is not None for k in keys):
         return tuple(keys)
     return None
-
-
-_INTEGER_TYPES = {
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-}
 
 
 def _as_integer(value: object | None) -> int | None:

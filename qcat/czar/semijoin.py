@@ -75,8 +75,9 @@ def run_first_subqueries(resolved: ResolvedQuery) -> list[RunFirst]:
     outer one).
     """
     tree = resolved.tree
-    if not isinstance(tree, exp.Select) or tree.args.get("with_"):
-        return []
+    where = tree.args.get("where") if isinstance(tree, exp.Select) else None
+    if where is None or tree.args.get("with_") or where.find(exp.Subquery) is None:
+        return []  # most queries: no scopes to build
     root = build_scope(tree)
     if root is None:
         return []
@@ -207,8 +208,8 @@ def broadcast_key_joins(resolved: ResolvedQuery) -> list[KeyJoin]:
     if not isinstance(tree, exp.Select) or tree.args.get("with_"):
         return []
     joins = tree.args.get("joins") or []
-    if any(j.side for j in joins):
-        return []  # keep it to inner joins: the key's rows are then the matched ones
+    if not joins or any(j.side for j in joins):
+        return []  # one table; or an outer join, where the key's rows are not the matched ones
     tables = {}
     for node in tree.find_all(exp.Table):
         if node.parent_select is tree and qualified_name(node) in resolved.tables:

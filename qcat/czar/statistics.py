@@ -24,11 +24,10 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from qcat.czar.catalog import Chunk, TableSnapshot
+from qcat.czar.catalog import INTEGER_TYPES, Chunk, TableSnapshot
 from qcat.czar.constants import constant_number
 
-_INTEGER = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT"} | {"UTINYINT", "USMALLINT", "UINTEGER"}
-_NUMERIC = _INTEGER | {"UBIGINT", "FLOAT", "DOUBLE"}
+_NUMERIC = INTEGER_TYPES | {"FLOAT", "DOUBLE"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ def column_bounds(
     Strict comparisons are taken as inclusive: the chunks kept are a superset.
     """
     types = table.column_types
-    nan_free = {c for c, t in types.items() if t in _INTEGER}
+    nan_free = {c for c, t in types.items() if t in INTEGER_TYPES}
     if table.spec.kind != "child" and table.spec.own_position:
         nan_free |= {c.lower() for c in table.spec.own_position}
     out: dict[str, Bounds] = {}

@@ -46,7 +46,7 @@ def pixel_radius(order: int) -> float:
     return float(hp.max_pixrad(1 << order)) * RADIUS_SLACK + ROUNDING_RAD
 
 
-def _cells_to_ranges(order: int, cells: np.ndarray) -> np.ndarray:
+def cells_to_ranges(order: int, cells: np.ndarray) -> np.ndarray:
     """Half-open order-29 ranges of NESTED cells at ``order``, shape ``(n, 2)``."""
     shift = 2 * (HEALPIX_ORDER - order)
     cells = np.asarray(cells, dtype=np.int64)
@@ -101,10 +101,10 @@ def cover(region: Region, *, margin_deg: float = 0.0, budget: int = DEFAULT_BUDG
         reach = pixel_radius(order)
         kept = s <= reach
         whole = s <= -reach
-        found.append(_cells_to_ranges(order, cells[whole]))
+        found.append(cells_to_ranges(order, cells[whole]))
         partial = cells[kept & ~whole]
         if order == HEALPIX_ORDER or len(partial) == 0 or 4 * len(partial) > budget:
-            found.append(_cells_to_ranges(order, partial))
+            found.append(cells_to_ranges(order, partial))
             break
         cells = (partial[:, None] * 4 + np.arange(4, dtype=np.int64)).ravel()
         order += 1
