@@ -22,7 +22,8 @@ done, not of the disk), each cutout a 200 x 200 pixel circle around a star:
 Then the whole CCD (a 192 MiB answer) is asked alone, and by ``--concurrent``
 users at the same time, each a ``curl`` process writing to /dev/null (so the
 clients do not share the server's interpreter): per-request median and wall
-time, and the latency of small cutouts another user asks meanwhile.
+time, and the latency of small cutouts another user asks meanwhile (one
+every 50 ms).
 
 Targets (issue 5): SODA median < 30 ms and >= 10x faster than astropy.
 """
@@ -126,12 +127,24 @@ def _curl(url: str) -> float:
     return float(seconds)
 
 
+#: How often the interactive user asks a small cutout during the concurrency run.
+SMALL_EVERY_S = 0.05
+
+
 def _small_while(url: str, running: list[concurrent.futures.Future[float]]) -> list[float]:
-    """Latencies (ms) of small cutouts asked one after another while ``running`` run."""
+    """Latencies (ms) of small cutouts asked every :data:`SMALL_EVERY_S` while ``running`` run.
+
+    The pace is fixed: a user asking again the moment an answer arrives takes
+    whatever CPU the large answers leave, so the large answers' times would
+    depend on how fast the small ones are served.
+    """
     times = []
     with httpx.Client(timeout=60) as client:
+        next_at = time.perf_counter()
         while not all(f.done() for f in running):
+            time.sleep(max(0.0, next_at - time.perf_counter()))
             t0 = time.perf_counter()
+            next_at = t0 + SMALL_EVERY_S
             r = client.get(url)
             assert r.status_code == 200, r.text
             times.append((time.perf_counter() - t0) * 1000.0)

@@ -32,6 +32,7 @@ from services.sia.soda_jobs import SODA_JOBS, soda_executor
 from services.tap.async_query import job_executor
 from services.tap.uws.jobs import JobStore
 from services.tap.uws.runner import JobRunner
+from services.turns import Turns
 
 #: Directory (in the data directory) of the asynchronous jobs' result files.
 JOBS_DIR = "jobs"
@@ -88,6 +89,8 @@ class Service:
             loc: WorkerClient(loc, timeout=HEALTH_TIMEOUT_S) for loc in engine.dispatcher.locations
         }
         self._closed = threading.Event()
+        #: Large byte answers (cutouts, files) take turns at the CPU, earliest first.
+        self.large_answers = Turns(settings.soda_stream_turns, settings.soda_turn_patience_s)
 
     @classmethod
     def start(

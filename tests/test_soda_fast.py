@@ -6,7 +6,10 @@ import io
 import os
 import re
 import shutil
+import socket
+import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -22,7 +25,14 @@ from services.sia.cutout_box import ImageGeometry, PixelBox
 from services.sia.cutout_layout import LAYOUTS, cached_layout
 from services.sia.soda_errors import NoOverlap
 from tests.service_support import serve_data
-from tests.soda_images import PIXEL_DEG, ingest_obscore, pixels, wcs_header, write_image
+from tests.soda_images import (
+    PIXEL_DEG,
+    SkyImage,
+    ingest_obscore,
+    pixels,
+    wcs_header,
+    write_image,
+)
 
 PAGE = 4096
 
@@ -292,3 +302,29 @@ def test_large_cutouts_stream_over_http(served, monkeypatch) -> None:
     r = httpx.get(f"{url}/soda/sync", params=small)
     assert r.status_code == 200 and int(r.headers["content-length"]) == len(r.content)
     assert fits.getdata(io.BytesIO(r.content)).shape == (11, 11)
+
+
+def test_a_client_that_stops_reading_does_not_hold_up_other_large_cutouts(tmp_path) -> None:
+    """Large answers take turns (one at a time here); a turn stuck on a client that
+    does not read is given up after ``soda_turn_patience_s``, so others go on."""
+    n = 3000  # 36 MB of pixels: more than the socket buffers between the two ends hold
+    header = wcs_header(n, n, 40.0, -20.0)
+    path = tmp_path / "big.fits"
+    _sparse_image(path, n, header)
+    image = SkyImage(path, 40.0, -20.0, n / 2, n / 2, (n, n))
+    (stored,) = ingest_obscore(tmp_path / "data", [("demo", image, {})])
+    settings = ServiceSettings.defaults(soda_stream_turns=1)
+    query = f"ID={quote(stored.did)}&CIRCLE=40%20-20%201.0"
+    with serve_data(tmp_path / "data", settings) as (_, url):
+        host, port = url.removeprefix("http://").split("/")[0].split(":")
+        with socket.socket() as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect((host, int(port)))
+            stalled.sendall(f"GET /soda/sync?{query} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            assert stalled.recv(12).startswith(b"HTTP/1.1 200")  # then it reads no more
+            time.sleep(0.5)  # the server fills the socket buffers and waits, in its turn
+            r = httpx.get(f"{url}/soda/sync?{query}", timeout=60)
+    assert r.status_code == 200
+    assert int(r.headers["content-length"]) == len(r.content) > 32_000_000
+    with fits.open(io.BytesIO(r.content)) as cut:
+        assert cut[0].data.shape == (n, n) and not cut[0].data.any()
