@@ -317,7 +317,8 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 def _failure(error: BaseException) -> QueryFailed:
     if isinstance(error, TaskDataError):
-        return QueryDataFailed(f"query stopped, no result returned: {error}")
+        # The user's query met a value it cannot handle: say what, not where it ran.
+        return QueryDataFailed(f"query stopped, no result returned: {error.reason}")
     if isinstance(error, QcatError):
         return QueryFailed(f"query stopped, no result returned: {error}")
     return QueryFailed(f"query stopped, no result returned: {type(error).__name__}: {error}")

@@ -23,7 +23,7 @@ from qcat.worker.errors import (
     WorkerError,
     WorkerUnavailable,
 )
-from qcat.worker.protocol import decode_error, to_json
+from qcat.worker.protocol import decode_error, error_reason, to_json
 from qcat.worker.task import ChunkTask
 
 _BY_KIND: dict[str, type[WorkerError]] = {
@@ -134,4 +134,9 @@ class WorkerClient:
                 kind = "cancelled"
             else:
                 kind = "internal"
-        return _BY_KIND.get(kind, WorkerError)(f"worker {self.location}: {message}")
+        text = f"worker {self.location}: {message}"
+        if kind == "data":
+            return TaskDataError(
+                text, error_reason(e) if isinstance(e, flight.FlightError) else None
+            )
+        return _BY_KIND.get(kind, WorkerError)(text)

@@ -25,7 +25,15 @@ class TaskError(WorkerError):
 
 class TaskDataError(TaskError):
     """The task's SQL failed on a value of the data (a CAST that cannot convert, a number
-    out of range): the user's query is at fault, not the worker."""
+    out of range): the user's query is at fault, not the worker.
+
+    ``reason`` is DuckDB's own message, fit to show the user: it names no
+    worker or task and quotes none of the task's SQL.
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason if reason is not None else message
 
 
 class TaskCancelled(WorkerError):

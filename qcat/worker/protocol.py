@@ -32,10 +32,16 @@ _FLIGHT_ERRORS: dict[str, type[flight.FlightError]] = {
 }
 
 
-def flight_error(kind: ErrorKind, message: str) -> flight.FlightError:
-    """A Flight error of the class matching ``kind``, carrying kind and message."""
-    info = json.dumps({"kind": kind, "message": message}).encode()
-    return _FLIGHT_ERRORS[kind](message, extra_info=info)
+def flight_error(kind: ErrorKind, message: str, *, reason: str | None = None) -> flight.FlightError:
+    """A Flight error of the class matching ``kind``, carrying kind and message.
+
+    ``reason`` is what a user may be shown of it (a data error's own words,
+    without the worker, the task or the task's SQL); see :func:`error_reason`.
+    """
+    body = {"kind": kind, "message": message}
+    if reason is not None:
+        body["reason"] = reason
+    return _FLIGHT_ERRORS[kind](message, extra_info=json.dumps(body).encode())
 
 
 def decode_error(error: flight.FlightError) -> tuple[str | None, str]:
@@ -56,6 +62,16 @@ def decode_error(error: flight.FlightError) -> tuple[str | None, str]:
     for marker in (". Detail:", ". gRPC client debug context:"):
         text = text.split(marker, 1)[0]
     return None, text.strip()
+
+
+def error_reason(error: flight.FlightError) -> str | None:
+    """The ``reason`` a worker put into ``error`` (see :func:`flight_error`), if any."""
+    try:
+        body = json.loads(getattr(error, "extra_info", b"") or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    reason = body.get("reason") if isinstance(body, dict) else None
+    return reason if isinstance(reason, str) else None
 
 
 def to_json(value: Any) -> bytes:

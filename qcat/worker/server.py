@@ -396,7 +396,8 @@ def _task_error(run: TaskRun, e: BaseException) -> flight.FlightError:
     if isinstance(e, TaskError):
         return flight_error("task", str(e))
     if isinstance(e, DATA_ERRORS):
-        return flight_error("data", f"{run.where}: {_clean(e)}")
+        reason = _without_sql(_clean(e))
+        return flight_error("data", f"{run.where}: {_clean(e)}", reason=reason)
     if isinstance(e, duckdb.PermissionException):
         return flight_error("denied", f"{run.where}: {_clean(e)}")
     if isinstance(e, duckdb.Error | pa.ArrowException | OSError):
@@ -407,3 +408,9 @@ def _task_error(run: TaskRun, e: BaseException) -> flight.FlightError:
 
 def _clean(e: BaseException) -> str:
     return str(e).strip()
+
+
+def _without_sql(message: str) -> str:
+    """DuckDB's message without the ``LINE n: ...`` excerpt of the task's SQL it may quote
+    (SQL the czar wrote, which means nothing to the user who wrote the ADQL)."""
+    return message.split("\nLINE ", 1)[0].strip()
