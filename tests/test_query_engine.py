@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -364,6 +365,28 @@ def test_light_curves_of_a_cone_by_an_in_subquery(catalog: Catalog) -> None:
     )
     assert explained.notes[0].startswith("1 subquery(ies) run first when the query runs")
     assert any(n.startswith("demo.Source: director index maps") for n in notes)
+
+
+def test_a_subquery_answered_first_counts_against_the_query_s_deadline(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The query's timeout bounds the whole of it, not each part run on its own."""
+    deadlines: list[float] = []
+    real = QueryEngine._execute_plan
+
+    def spy(self, resolved, query_plan, query_id, deadline):  # type: ignore[no-untyped-def]
+        deadlines.append(deadline)
+        return real(self, resolved, query_plan, query_id, deadline)
+
+    monkeypatch.setattr(QueryEngine, "_execute_plan", spy)
+    cone = "CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(150.0, 20.0, 4.0)) = 1"
+    started = time.time()
+    _, notes = _executed(
+        catalog, CONE_SOURCES.format(source="demo.Source", object="demo.Object", cone=cone)
+    )
+    assert notes[0].startswith("IN subquery 1 answered first")
+    assert len(deadlines) == 2 and deadlines[0] == deadlines[1]
+    assert started < deadlines[0] <= time.time() + catalog.engine.timeout_s
 
 
 def test_in_subqueries_that_stay(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -179,29 +179,37 @@ class QueryEngine:
         return result
 
     def _execute(self, adql: str, query_id: str, catalog: CatalogSnapshot) -> QueryResult:
+        # One deadline for the whole query: what runs first counts against it too.
+        deadline = time.time() + self.timeout_s
         resolved = resolve(parse_adql(adql), catalog)
-        notes = self._answer_key_joins(resolved, query_id)
-        notes += self._answer_subqueries(resolved, query_id)
+        notes = self._answer_key_joins(resolved, query_id, deadline)
+        notes += self._answer_subqueries(resolved, query_id, deadline)
         query_plan = plan(resolved, self.data_dir, whole_query=self.fast_paths)
         if notes:
             query_plan = replace(query_plan, notes=(*notes, *query_plan.notes))
-        return self._execute_plan(resolved, query_plan, query_id)
+        return self._execute_plan(resolved, query_plan, query_id, deadline)
 
-    def _answer_subqueries(self, resolved: ResolvedQuery, query_id: str) -> list[str]:
+    def _answer_subqueries(
+        self, resolved: ResolvedQuery, query_id: str, deadline: float
+    ) -> list[str]:
         """Run the query's uncorrelated WHERE subqueries and write their answers into it
         (:mod:`qcat.czar.semijoin`); a plan note for each."""
         notes = []
         for n, sub in enumerate(run_first_subqueries(resolved), start=1):
-            with self._running_first(sub.query, f"{query_id}-sub{n}", query_id) as values:
+            sub_id = f"{query_id}-sub{n}"
+            with self._running_first(sub.query, sub_id, query_id, deadline) as values:
                 notes.append(write_answer(sub, n, values))
         return notes
 
-    def _answer_key_joins(self, resolved: ResolvedQuery, query_id: str) -> list[str]:
+    def _answer_key_joins(
+        self, resolved: ResolvedQuery, query_id: str, deadline: float
+    ) -> list[str]:
         """Add ``key IN (...)`` for the query's key joins with small unpartitioned tables
         (:func:`qcat.czar.semijoin.broadcast_key_joins`); a plan note for each."""
         notes = []
         for n, join in enumerate(broadcast_key_joins(resolved), start=1):
-            with self._running_first(join.query, f"{query_id}-keys{n}", query_id) as values:
+            sub_id = f"{query_id}-keys{n}"
+            with self._running_first(join.query, sub_id, query_id, deadline) as values:
                 keys = inlinable(values)
             table = join.query.tree.find(exp.Table)
             source = qualified_name(table) if table is not None else "the joined table"
@@ -216,15 +224,16 @@ class QueryEngine:
 
     @contextmanager
     def _running_first(
-        self, query: ResolvedQuery, sub_id: str, query_id: str
+        self, query: ResolvedQuery, sub_id: str, query_id: str, deadline: float
     ) -> Iterator[Iterator[object]]:
         """Run ``query`` (part of query ``query_id``, under its own id ``sub_id``, which a
-        cancel of the query reaches) and give the values of its first column."""
+        cancel of the query reaches, by the query's ``deadline``) and give the values of
+        its first column."""
         with self._lock:
             self._subqueries[query_id] = sub_id
         try:
             sub_plan = plan(query, self.data_dir, whole_query=self.fast_paths)
-            result = self._execute_plan(query, sub_plan, sub_id)
+            result = self._execute_plan(query, sub_plan, sub_id, deadline)
             try:
                 yield _first_column(result.reader)
             finally:
@@ -234,9 +243,8 @@ class QueryEngine:
                 self._subqueries.pop(query_id, None)
 
     def _execute_plan(
-        self, resolved: ResolvedQuery, query_plan: QueryPlan, query_id: str
+        self, resolved: ResolvedQuery, query_plan: QueryPlan, query_id: str, deadline: float
     ) -> QueryResult:
-        deadline = time.time() + self.timeout_s
         names = [c.name for c in resolved.columns]
         if self.fast_paths and query_plan.passthrough and query_plan.chunk_queries[0].tasks:
             return self._stream_through(query_id, resolved, query_plan, names, deadline)
