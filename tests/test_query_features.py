@@ -559,6 +559,79 @@ def test_subqueries(catalog: Catalog, adql: str, sql: str, ordered: bool) -> Non
     check(catalog, adql, sql, ordered)
 
 
+CONE_CTE = (
+    "WITH c AS (SELECT objectId, r_psfMag AS m FROM demo.Object "
+    "WHERE CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(266.4, -28.9, 6)) = 1) "
+)
+RAW_CONE = "{} < 6".format(haversine("coord_ra", "coord_dec", "266.4", "-28.9"))
+
+#: Subqueries that sqlglot writes into the query, which then runs chunk by chunk.
+WRITTEN_IN = [
+    case(
+        "cte-director-child-join",
+        CONE_CTE + "SELECT s.objectId, COUNT(*), SUM(s.psFlux) FROM demo.Source s "
+        "JOIN c ON s.objectId = c.objectId WHERE c.m < 24 GROUP BY s.objectId",
+        f"SELECT s.objectId, count(*), sum(s.psFlux) FROM source s JOIN object o "
+        f"ON s.objectId = o.objectId WHERE {RAW_CONE} AND o.r_psfMag < 24 GROUP BY s.objectId",
+    ),
+    case(
+        "derived-table-director-child-join",
+        "SELECT t.objectId, t.gr, s.sourceId FROM demo.Source AS s JOIN "
+        "(SELECT objectId, g_psfMag - r_psfMag AS gr FROM demo.Object WHERE coord_dec > 60) "
+        "AS t ON t.objectId = s.objectId WHERE t.gr > 0.2 AND s.band = 'g' "
+        "ORDER BY s.sourceId",
+        "SELECT o.objectId, o.g_psfMag - o.r_psfMag, s.sourceId FROM source s JOIN object o "
+        "ON o.objectId = s.objectId WHERE o.coord_dec > 60 AND o.g_psfMag - o.r_psfMag > 0.2 "
+        "AND s.band = 'g' ORDER BY s.sourceId",
+        ordered=True,
+    ),
+    case(
+        "derived-table-cone",
+        "SELECT t.objectId, t.gr FROM (SELECT objectId, coord_ra, coord_dec, "
+        "g_psfMag - r_psfMag AS gr FROM demo.Object) AS t "
+        "WHERE CONTAINS(POINT(t.coord_ra, t.coord_dec), CIRCLE(266.4, -28.9, 6)) = 1",
+        f"SELECT objectId, g_psfMag - r_psfMag FROM object WHERE {RAW_CONE}",
+    ),
+]
+
+
+@pytest.mark.parametrize(("adql", "sql", "ordered"), WRITTEN_IN)
+def test_subqueries_written_into_the_query(
+    catalog: Catalog, adql: str, sql: str, ordered: bool
+) -> None:
+    check(catalog, adql, sql, ordered)
+    plan = catalog.engine.explain(adql)
+    assert plan.shape == "chunk-local", plan.notes
+    assert plan.notes[0].startswith("subqueries (WITH, FROM) written into the query")
+
+
+def test_subqueries_that_cannot_be_written_in_are_still_gathered(catalog: Catalog) -> None:
+    # An aggregate, a TOP and an outer join that a merge would change stay as written.
+    for adql, sql in (
+        (
+            "SELECT COUNT(*) FROM demo.Source s JOIN (SELECT objectId, COUNT(*) AS n FROM "
+            "demo.Source GROUP BY objectId) AS t ON t.objectId = s.objectId WHERE t.n > 15",
+            "SELECT count(*) FROM source s JOIN (SELECT objectId, count(*) AS n FROM source "
+            "GROUP BY objectId) t ON t.objectId = s.objectId WHERE t.n > 15",
+        ),
+        (
+            "SELECT s.sourceId FROM demo.Source s JOIN (SELECT TOP 3 objectId FROM demo.Object "
+            "ORDER BY r_psfMag, objectId) AS t ON t.objectId = s.objectId",
+            "SELECT s.sourceId FROM source s JOIN (SELECT objectId FROM object "
+            "ORDER BY r_psfMag NULLS LAST, objectId LIMIT 3) t ON t.objectId = s.objectId",
+        ),
+        (
+            "SELECT o.objectId, t.n FROM demo.Object o LEFT JOIN (SELECT objectId, 1 AS n "
+            "FROM demo.Source WHERE band = 'u') AS t ON t.objectId = o.objectId "
+            "WHERE o.coord_dec > 80",
+            "SELECT o.objectId, t.n FROM object o LEFT JOIN (SELECT objectId, 1 AS n "
+            "FROM source WHERE band = 'u') t ON t.objectId = o.objectId WHERE o.coord_dec > 80",
+        ),
+    ):
+        check(catalog, adql, sql, ordered=False)
+        assert catalog.engine.explain(adql).shape == "gather"
+
+
 # -- aggregates -------------------------------------------------------------------------------
 
 AGGREGATES = [

@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlglot
 from sqlglot import exp
+from sqlglot.optimizer.merge_subqueries import merge_subqueries
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from partition.director_index import DirectorIndex, KeyLocation
@@ -158,13 +159,46 @@ def plan(resolved: ResolvedQuery, data_dir: Path, *, whole_query: bool = True) -
     if whole_query and refs and not any(r.table.partitioned for r in refs):
         return _unpartitioned(tree, refs, resolved)
     shape = _chunk_local_shape(tree, refs)
+    written_in = None
+    if shape is None:
+        merged = _merged_subqueries(tree, resolved)
+        if merged is not None:
+            written_in, refs, shape = merged
     if shape is not None:
-        assert isinstance(tree, exp.Select)  # only a single SELECT is chunk-local
+        local = written_in if written_in is not None else tree
+        assert isinstance(local, exp.Select)  # only a single SELECT is chunk-local
         try:
-            return _chunk_local(tree, refs, shape, resolved, data_dir, whole_query)
+            query_plan = _chunk_local(local, refs, shape, resolved, data_dir, whole_query)
         except NotSplittable:
             pass  # e.g. DISTINCT aggregates over two values: gathered, exact and slower
+        else:
+            if written_in is None:
+                return query_plan
+            note = "subqueries (WITH, FROM) written into the query, which is then chunk-local"
+            return replace(query_plan, notes=(note, *query_plan.notes))
+        refs = _table_refs(tree, resolved)  # the tags of the tree gathered
     return _gather(tree, refs, resolved, data_dir)
+
+
+def _merged_subqueries(
+    tree: exp.Expression, resolved: ResolvedQuery
+) -> tuple[exp.Expression, list[_Ref], _Shape] | None:
+    """``tree`` with its simple CTEs and derived tables written into it, when that makes
+    it chunk-local; its references and shape.
+
+    ``WITH c AS (SELECT objectId FROM Object WHERE <cone>) SELECT ... FROM Source s
+    JOIN c ON ...`` is a director-child join in disguise: as written it would be
+    gathered, fetching the whole of Source. sqlglot's ``merge_subqueries`` writes
+    a subquery into the query that reads it when that cannot change the answer
+    (not with aggregates, DISTINCT, LIMIT, window functions, or under an outer
+    join where it would, ...). The ADQL as resolved is untouched.
+    """
+    if not any(isinstance(n, (exp.CTE, exp.Subquery)) for n in tree.walk()):
+        return None
+    merged = merge_subqueries(tree.copy())
+    refs = _table_refs(merged, resolved)
+    shape = _chunk_local_shape(merged, refs)
+    return None if shape is None else (merged, refs, shape)
 
 
 # -- table references ---------------------------------------------------------------
