@@ -605,6 +605,101 @@ def test_subqueries_written_into_the_query(
     assert plan.notes[0].startswith("subqueries (WITH, FROM) written into the query")
 
 
+#: Subqueries that read only rows in each outer row's chunk: run chunk by chunk.
+COLOCATED = [
+    case(
+        "correlated-scalar-in-select",
+        "SELECT o.objectId, (SELECT MAX(s.psFlux) FROM demo.Source s "
+        "WHERE s.objectId = o.objectId AND s.band = 'r') AS m FROM demo.Object o "
+        "WHERE o.coord_dec > 60",
+        "SELECT o.objectId, (SELECT max(s.psFlux) FROM source s "
+        "WHERE s.objectId = o.objectId AND s.band = 'r') FROM object o WHERE o.coord_dec > 60",
+    ),
+    case(
+        "not-exists-under-an-aggregate",
+        "SELECT o.refBand, COUNT(*) FROM demo.Object o WHERE NOT EXISTS (SELECT 1 FROM "
+        "demo.Source s WHERE s.objectId = o.objectId AND s.band = 'u') GROUP BY o.refBand",
+        "SELECT o.refBand, count(*) FROM object o WHERE NOT EXISTS (SELECT 1 FROM source s "
+        "WHERE s.objectId = o.objectId AND s.band = 'u') GROUP BY o.refBand",
+    ),
+    case(
+        "child-asks-its-director",
+        "SELECT s.sourceId, s.psFlux FROM demo.Source s WHERE s.dec > 70 AND EXISTS "
+        "(SELECT 1 FROM demo.Object o WHERE o.objectId = s.objectId AND o.r_psfMag < 22)",
+        "SELECT s.sourceId, s.psFlux FROM source s WHERE s.dec > 70 AND EXISTS "
+        "(SELECT 1 FROM object o WHERE o.objectId = s.objectId AND o.r_psfMag < 22)",
+    ),
+    case(
+        "correlated-in-and-top-in-select",
+        "SELECT o.objectId, CASE WHEN o.refBand IN (SELECT s.band FROM demo.Source s "
+        "WHERE s.objectId = o.objectId AND s.psFlux > 20000) THEN 1 ELSE 0 END AS seen, "
+        "(SELECT TOP 1 s.band FROM demo.Source s WHERE s.objectId = o.objectId "
+        "ORDER BY s.psFlux DESC, s.sourceId) AS brightest FROM demo.Object o "
+        "WHERE o.coord_dec < -60",
+        "SELECT o.objectId, CASE WHEN o.refBand IN (SELECT s.band FROM source s "
+        "WHERE s.objectId = o.objectId AND s.psFlux > 20000) THEN 1 ELSE 0 END, "
+        "(SELECT s.band FROM source s WHERE s.objectId = o.objectId "
+        "ORDER BY s.psFlux DESC, s.sourceId LIMIT 1) FROM object o WHERE o.coord_dec < -60",
+    ),
+    case(
+        "key-in-grouped-child",
+        "SELECT o.objectId, o.r_psfMag FROM demo.Object o WHERE o.coord_dec > 30 AND "
+        "o.objectId IN (SELECT s.objectId FROM demo.Source s WHERE s.band IN ('u', 'g') "
+        "GROUP BY s.objectId HAVING COUNT(*) > 3)",
+        "SELECT o.objectId, o.r_psfMag FROM object o WHERE o.coord_dec > 30 AND "
+        "o.objectId IN (SELECT s.objectId FROM source s WHERE s.band IN ('u', 'g') "
+        "GROUP BY s.objectId HAVING count(*) > 3)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("adql", "sql", "ordered"), COLOCATED)
+def test_subqueries_answered_chunk_by_chunk(
+    catalog: Catalog, adql: str, sql: str, ordered: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An IN list is not answered first here: the subquery runs inside each chunk.
+    monkeypatch.setattr("qcat.czar.semijoin.MAX_INLINED_VALUES", 0)
+    check(catalog, adql, sql, ordered)
+    plan = catalog.engine.explain(adql)
+    assert "shape: chunk-local (director-child)" in plan.notes, plan.notes
+
+
+def test_subqueries_reaching_other_chunks_are_gathered(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not correlated on the key, negated, grouped by another column, or in an
+    aggregate's merge: their rows are not all in one chunk, so they are gathered."""
+    monkeypatch.setattr("qcat.czar.semijoin.MAX_INLINED_VALUES", 0)
+    for adql, sql in (
+        (
+            "SELECT COUNT(*) FROM demo.Object o WHERE o.objectId NOT IN "
+            "(SELECT s.objectId FROM demo.Source s WHERE s.band = 'u')",
+            "SELECT count(*) FROM object o WHERE o.objectId NOT IN "
+            "(SELECT s.objectId FROM source s WHERE s.band = 'u')",
+        ),
+        (
+            "SELECT o.objectId FROM demo.Object o WHERE o.coord_dec > 70 AND EXISTS "
+            "(SELECT 1 FROM demo.Source s WHERE s.psFlux > o.g_psfFlux * 50)",
+            "SELECT o.objectId FROM object o WHERE o.coord_dec > 70 AND EXISTS "
+            "(SELECT 1 FROM source s WHERE s.psFlux > o.g_psfFlux * 50)",
+        ),
+        (
+            "SELECT COUNT(*) FROM demo.Object o WHERE o.objectId IN (SELECT MIN(s.objectId) "
+            "FROM demo.Source s GROUP BY s.band)",
+            "SELECT count(*) FROM object o WHERE o.objectId IN (SELECT min(s.objectId) "
+            "FROM source s GROUP BY s.band)",
+        ),
+        (
+            "SELECT MAX((SELECT COUNT(*) FROM demo.Source s WHERE s.objectId = o.objectId)) "
+            "FROM demo.Object o WHERE o.coord_dec > 60",
+            "SELECT max((SELECT count(*) FROM source s WHERE s.objectId = o.objectId)) "
+            "FROM object o WHERE o.coord_dec > 60",
+        ),
+    ):
+        check(catalog, adql, sql, ordered=False)
+        assert catalog.engine.explain(adql).shape == "gather", adql
+
+
 def test_subqueries_that_cannot_be_written_in_are_still_gathered(catalog: Catalog) -> None:
     # An aggregate, a TOP and an outer join that a merge would change stay as written.
     for adql, sql in (

@@ -51,6 +51,7 @@ from partition.margins import (
     points_reach_ranges,
 )
 from qcat.czar.catalog import Chunk, TableSnapshot
+from qcat.czar.colocated import Partner, answered_in_chunk, shared_key
 from qcat.czar.constants import constant_number
 from qcat.czar.constraints import (
     TableConstraints,
@@ -252,7 +253,7 @@ def _chunk_local_shape(tree: exp.Expression, refs: list[_Ref]) -> _Shape | None:
     if not isinstance(tree, exp.Select) or tree.args.get("with_"):
         return None
     if any(isinstance(n, (exp.Subquery, exp.Exists)) for n in tree.walk() if n is not tree):
-        return None
+        return _colocated_subqueries(tree, refs)
     if any(not isinstance(j.this, exp.Table) for j in tree.args.get("joins") or []):
         return None
     partitioned = [r for r in refs if r.table.partitioned]
@@ -289,6 +290,39 @@ def _chunk_local_shape(tree: exp.Expression, refs: list[_Ref]) -> _Shape | None:
                     )
                 return _Shape("neighbours", x.index, margin=y.index, radius=radius)
     return None
+
+
+def _colocated_subqueries(tree: exp.Select, refs: list[_Ref]) -> _Shape | None:
+    """One partitioned table whose subqueries read only rows in each row's own chunk
+    (:mod:`qcat.czar.colocated`): chunk by chunk, each task binding the subqueries'
+    tables to their files of the task's chunk, like a director-child join.
+
+    Every chunk of the outer table must exist in the subqueries' tables: a
+    task lacking one would be skipped, and its rows would go missing.
+    """
+    if tree.args.get("joins"):
+        return None
+    outer = [r for r in refs if r.node.parent_select is tree]
+    if len(outer) != 1 or not outer[0].table.partitioned:
+        return None
+    driver = outer[0]
+    subqueries = [n for n in tree.find_all(exp.Select) if n is not tree]
+    for sub in subqueries:
+        source = sub.args.get("from_")
+        table = source.this if source is not None else None
+        if not isinstance(table, exp.Table) or REF not in table.meta:
+            return None
+        partner = refs[table.meta[REF]]
+        key = shared_key(driver.table, partner.table)
+        if key is None or not answered_in_chunk(
+            tree, sub, driver.alias, Partner(partner.alias, partner.table), key
+        ):
+            return None
+        if not {c.partition for c in driver.table.chunks} <= {
+            c.partition for c in partner.table.chunks
+        }:
+            return None
+    return _Shape("director-child", driver.index)
 
 
 def _outer_director_child(

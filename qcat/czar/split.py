@@ -58,9 +58,11 @@ def has_aggregates(select: exp.Select) -> bool:
     for part in (*select.expressions, select.args.get("having")):
         if part is None:
             continue
-        for node in part.walk():
-            if isinstance(node, exp.Subquery | exp.Select) and node is not part:
-                continue
+
+        def inner(node: exp.Expr, part: exp.Expression = part) -> bool:
+            return isinstance(node, exp.Subquery | exp.Select) and node is not part
+
+        for node in part.walk(prune=inner):  # a subquery's aggregates are its own
             if is_aggregate(node):
                 return True
     return bool(select.args.get("group"))
