@@ -664,6 +664,52 @@ def test_subqueries_answered_chunk_by_chunk(
     assert "shape: chunk-local (director-child)" in plan.notes, plan.notes
 
 
+#: Grouped by a key the tables are partitioned by: each chunk computes its groups whole.
+GROUPED_BY_KEY = [
+    case(
+        "child-by-its-key-with-having-and-distinct",
+        "SELECT objectId, COUNT(*), AVG(psFlux), COUNT(DISTINCT band), STDDEV(psFlux) "
+        "FROM demo.Source GROUP BY objectId HAVING COUNT(*) > 15",
+        "SELECT objectId, count(*), avg(psFlux), count(DISTINCT band), stddev(psFlux) "
+        "FROM source GROUP BY objectId HAVING count(*) > 15",
+    ),
+    case(
+        "top-groups-by-an-aggregate",
+        "SELECT TOP 7 objectId, COUNT(*) AS n, MAX(psFlux) FROM demo.Source "
+        "GROUP BY objectId ORDER BY n DESC, objectId OFFSET 2",
+        "SELECT objectId, count(*) AS n, max(psFlux) FROM source "
+        "GROUP BY objectId ORDER BY n DESC, objectId LIMIT 7 OFFSET 2",
+        ordered=True,
+    ),
+    case(
+        "key-and-another-column",
+        "SELECT objectId, band, COUNT(*) FROM demo.Source WHERE dec > 40 "
+        "GROUP BY objectId, band HAVING COUNT(*) > 2",
+        "SELECT objectId, band, count(*) FROM source WHERE dec > 40 "
+        "GROUP BY objectId, band HAVING count(*) > 2",
+    ),
+    case(
+        "director-child-join-by-the-director-key",
+        "SELECT o.objectId, o.r_psfMag, COUNT(*) AS n, MIN(s.psFlux) FROM demo.Object o "
+        "JOIN demo.Source s ON s.objectId = o.objectId WHERE o.coord_dec < -40 "
+        "GROUP BY o.objectId, o.r_psfMag HAVING COUNT(*) >= 10 ORDER BY o.objectId",
+        "SELECT o.objectId, o.r_psfMag, count(*) AS n, min(s.psFlux) FROM object o "
+        "JOIN source s ON s.objectId = o.objectId WHERE o.coord_dec < -40 "
+        "GROUP BY o.objectId, o.r_psfMag HAVING count(*) >= 10 ORDER BY o.objectId",
+        ordered=True,
+    ),
+]
+
+
+@pytest.mark.parametrize(("adql", "sql", "ordered"), GROUPED_BY_KEY)
+def test_groups_by_a_key_are_computed_whole_in_each_chunk(
+    catalog: Catalog, adql: str, sql: str, ordered: bool
+) -> None:
+    check(catalog, adql, sql, ordered)
+    notes = catalog.engine.explain(adql).notes
+    assert "grouped by a key: each chunk computes its groups whole" in notes, notes
+
+
 def test_subqueries_reaching_other_chunks_are_gathered(
     catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -325,6 +325,34 @@ def _colocated_subqueries(tree: exp.Select, refs: list[_Ref]) -> _Shape | None:
     return _Shape("director-child", driver.index)
 
 
+def _groups_within_chunks(tree: exp.Select, refs: list[_Ref]) -> bool:
+    """Whether GROUP BY names a key that keeps each group's rows in one chunk.
+
+    A director's key (one row per key), or a child's foreign key (its rows
+    sit in their director's chunk), unless orphans were kept: those are
+    placed by their own position, so rows with one dangling key may lie in
+    several chunks. Only for chunk-local plans whose tasks read each row of
+    the keyed table once (single tables and director-child joins, not the
+    margins of neighbour joins).
+    """
+    group = tree.args.get("group")
+    if group is None:
+        return False
+    by_alias = {r.alias: r for r in refs if r.table.partitioned}
+    for node in group.expressions:
+        ref = by_alias.get(node.table) if isinstance(node, exp.Column) else None
+        if ref is None:
+            continue
+        spec = ref.table.spec
+        if spec.kind == "director" and node.name == (spec.director_key or "").lower():
+            return True
+        if spec.kind == "child" and node.name == (spec.director_fk_column or "").lower():
+            orphans = int(ref.table.version.properties.get("orphans_kept") or 0)
+            if not orphans:
+                return True
+    return False
+
+
 def _outer_director_child(
     refs: list[_Ref], joins: list[exp.Join], a: _Ref, b: _Ref
 ) -> _Shape | None:
@@ -621,7 +649,12 @@ def _chunk_local(
         merge_sql = f"SELECT * FROM {CHUNKS}"
         passthrough = True
     else:
-        parts = split(translated, names)
+        whole_groups = shape.kind in ("single", "director-child") and _groups_within_chunks(
+            tree, refs
+        )
+        parts = split(translated, names, groups_within_chunks=whole_groups)
+        if whole_groups:
+            notes.append("grouped by a key: each chunk computes its groups whole")
         chunk = parts.chunk
         # The trees are ours and used once: the generator need not copy them first.
         merge_sql = parts.merge.sql("duckdb", copy=False)

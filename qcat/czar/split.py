@@ -79,13 +79,18 @@ def splits_as_is(select: exp.Select) -> bool:
     return not has_aggregates(select)
 
 
-def split(select: exp.Select, names: list[str]) -> SplitQuery:
+def split(
+    select: exp.Select, names: list[str], *, groups_within_chunks: bool = False
+) -> SplitQuery:
     """Split ``select`` (FROM already naming the chunk relations); ``names`` are output names.
 
     ``select`` becomes the per-chunk query (it is changed in place: callers
-    pass a tree of their own), which spares copying a large tree.
+    pass a tree of their own), which spares copying a large tree. With
+    ``groups_within_chunks`` (every group's rows lie in one chunk: grouped by a
+    key the tables are partitioned by), each chunk computes its groups whole,
+    HAVING included, and the merge only orders, cuts and concatenates.
     """
-    if has_aggregates(select):
+    if has_aggregates(select) and not groups_within_chunks:
         return _split_aggregate(select, names)
     return _split_plain(select, names)
 
