@@ -710,6 +710,95 @@ def test_groups_by_a_key_are_computed_whole_in_each_chunk(
     assert "grouped by a key: each chunk computes its groups whole" in notes, notes
 
 
+#: Derived tables whose rows over a chunk are their rows from that chunk.
+DERIVED_BY_CHUNK = [
+    case(
+        "count-of-groups-with-having",
+        "SELECT COUNT(*), MAX(t.n) FROM (SELECT objectId, COUNT(*) AS n FROM demo.Source "
+        "GROUP BY objectId HAVING COUNT(*) > 15) AS t",
+        "SELECT count(*), max(n) FROM (SELECT objectId, count(*) AS n FROM source "
+        "GROUP BY objectId HAVING count(*) > 15)",
+    ),
+    case(
+        "director-joined-with-grouped-child",
+        "SELECT o.objectId, o.r_psfMag, lc.n, lc.f FROM demo.Object o JOIN "
+        "(SELECT objectId, COUNT(*) AS n, AVG(psFlux) AS f FROM demo.Source "
+        "WHERE band = 'r' GROUP BY objectId) AS lc ON lc.objectId = o.objectId "
+        "WHERE CONTAINS(POINT(o.coord_ra, o.coord_dec), CIRCLE(266.4, -28.9, 6)) = 1",
+        "SELECT o.objectId, o.r_psfMag, lc.n, lc.f FROM object o JOIN "
+        "(SELECT objectId, count(*) AS n, avg(psFlux) AS f FROM source WHERE band = 'r' "
+        f"GROUP BY objectId) lc ON lc.objectId = o.objectId WHERE {RAW_CONE}",
+    ),
+    case(
+        "grouped-child-in-a-cone-then-grouped-again",
+        "SELECT t.band, COUNT(*), AVG(t.f) FROM (SELECT objectId, band, AVG(psFlux) AS f "
+        "FROM demo.Source WHERE CONTAINS(POINT(ra, dec), CIRCLE(266.4, -28.9, 6)) = 1 "
+        "GROUP BY objectId, band) AS t WHERE t.f > 1000 GROUP BY t.band",
+        "SELECT band, count(*), avg(f) FROM (SELECT objectId, band, avg(psFlux) AS f "
+        "FROM source WHERE {} < 6 GROUP BY objectId, band) WHERE f > 1000 GROUP BY band".format(
+            haversine("ra", "dec", "266.4", "-28.9")
+        ),
+    ),
+]
+
+
+DERIVED_BY_CHUNK += [
+    case(
+        "grouped-cte-joined-with-its-director",
+        "WITH lc AS (SELECT objectId, COUNT(*) AS n FROM demo.Source GROUP BY objectId) "
+        "SELECT o.objectId, lc.n FROM demo.Object o JOIN lc ON lc.objectId = o.objectId "
+        "WHERE o.coord_dec > 60 ORDER BY lc.n DESC, o.objectId",
+        "WITH lc AS (SELECT objectId, count(*) AS n FROM source GROUP BY objectId) "
+        "SELECT o.objectId, lc.n FROM object o JOIN lc ON lc.objectId = o.objectId "
+        "WHERE o.coord_dec > 60 ORDER BY lc.n DESC, o.objectId",
+        ordered=True,
+    ),
+    case(
+        "count-of-a-grouped-cte",
+        "WITH busy AS (SELECT objectId FROM demo.Source GROUP BY objectId "
+        "HAVING COUNT(*) > 15) SELECT COUNT(*) FROM busy",
+        "WITH busy AS (SELECT objectId FROM source GROUP BY objectId "
+        "HAVING count(*) > 15) SELECT count(*) FROM busy",
+    ),
+]
+
+
+@pytest.mark.parametrize(("adql", "sql", "ordered"), DERIVED_BY_CHUNK)
+def test_derived_tables_computed_by_each_chunk(
+    catalog: Catalog, adql: str, sql: str, ordered: bool
+) -> None:
+    check(catalog, adql, sql, ordered)
+    plan = catalog.engine.explain(adql)
+    assert plan.shape == "chunk-local", plan.notes
+    assert any(n.startswith("derived table ") for n in plan.notes), plan.notes
+
+
+def test_derived_tables_chunks_cannot_compute_are_gathered(catalog: Catalog) -> None:
+    """Grouped by another column, cut by TOP, or joined otherwise than on the key."""
+    for adql, sql in (
+        (
+            "SELECT COUNT(*) FROM (SELECT band, COUNT(*) AS n FROM demo.Source GROUP BY band) "
+            "AS t WHERE t.n > 10",
+            "SELECT count(*) FROM (SELECT band, count(*) AS n FROM source GROUP BY band) "
+            "WHERE n > 10",
+        ),
+        (
+            "SELECT SUM(t.psFlux) FROM (SELECT TOP 20 psFlux FROM demo.Source "
+            "ORDER BY psFlux DESC) AS t",
+            "SELECT sum(psFlux) FROM (SELECT psFlux FROM source ORDER BY psFlux DESC LIMIT 20)",
+        ),
+        (
+            "SELECT COUNT(*) FROM demo.Object o JOIN (SELECT objectId, MAX(psFlux) AS m "
+            "FROM demo.Source GROUP BY objectId) AS t ON t.m > o.g_psfFlux * 40 "
+            "WHERE o.coord_dec > 80",
+            "SELECT count(*) FROM object o JOIN (SELECT objectId, max(psFlux) AS m "
+            "FROM source GROUP BY objectId) t ON t.m > o.g_psfFlux * 40 WHERE o.coord_dec > 80",
+        ),
+    ):
+        check(catalog, adql, sql, ordered=False)
+        assert catalog.engine.explain(adql).shape == "gather", adql
+
+
 def test_subqueries_reaching_other_chunks_are_gathered(
     catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:

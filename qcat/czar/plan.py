@@ -63,13 +63,15 @@ from qcat.czar.constraints import (
 )
 from qcat.czar.errors import QueryError
 from qcat.czar.resolve import ResolvedQuery, qualified_name
-from qcat.czar.split import CHUNKS, NotSplittable, split, splits_as_is
+from qcat.czar.split import CHUNKS, NotSplittable, has_aggregates, split, splits_as_is
 from qcat.czar.statistics import chunks_within, column_bounds
 from qcat.czar.translate import to_duckdb
 from qcat.geometry import Circle, Region, bounding_circle, contains_sql, regions_intersect
 from qcat.geometry.sql import literal
 
 REF = "qcat_ref"
+#: ``meta`` key of a derived table's SELECT that chunks compute: its table's ref index.
+DERIVED = "qcat_derived"
 
 
 @dataclass(frozen=True)
@@ -159,12 +161,13 @@ def plan(resolved: ResolvedQuery, data_dir: Path, *, whole_query: bool = True) -
     refs = _table_refs(tree, resolved)
     if whole_query and refs and not any(r.table.partitioned for r in refs):
         return _unpartitioned(tree, refs, resolved)
-    shape = _chunk_local_shape(tree, refs)
-    written_in = None
-    if shape is None:
-        merged = _merged_subqueries(tree, resolved)
-        if merged is not None:
-            written_in, refs, shape = merged
+    # Subqueries written in first: their terms then prune like the query's own.
+    written_in, shape = None, None
+    merged = _merged_subqueries(tree, resolved)
+    if merged is not None:
+        written_in, refs, shape = merged
+    else:
+        shape = _chunk_local_shape(tree, refs)
     if shape is not None:
         local = written_in if written_in is not None else tree
         assert isinstance(local, exp.Select)  # only a single SELECT is chunk-local
@@ -196,10 +199,50 @@ def _merged_subqueries(
     """
     if not any(isinstance(n, (exp.CTE, exp.Subquery)) for n in tree.walk()):
         return None
-    merged = merge_subqueries(tree.copy())
+    merged = merge_subqueries(_ctes_as_derived_tables(tree.copy()))
+    if merged == tree:
+        return None  # nothing could be written in
     refs = _table_refs(merged, resolved)
     shape = _chunk_local_shape(merged, refs)
     return None if shape is None else (merged, refs, shape)
+
+
+def _ctes_as_derived_tables(tree: exp.Expression) -> exp.Expression:
+    """``tree`` with each CTE that the main query reads once, and nothing else reads,
+    written as a derived table where it is read (the same thing without recursion,
+    which ADQL has not). sqlglot then merges what it can, and the planner computes
+    the rest chunk by chunk when it may (:func:`_derived_tables`)."""
+    if not isinstance(tree, exp.Select) or not tree.args.get("with_"):
+        return tree
+    uses: dict[str, list[exp.Table]] = {}
+    for table in tree.find_all(exp.Table):
+        if not table.db:
+            uses.setdefault(table.name, []).append(table)
+    main_items = {id(i) for i in _from_items(tree)}
+    kept = []
+    for cte in tree.args["with_"].expressions:
+        found = uses.get(cte.alias_or_name, [])
+        if len(found) == 1 and id(found[0]) in main_items and isinstance(cte.this, exp.Select):
+            table = found[0]
+            table.replace(
+                exp.Subquery(
+                    this=cte.this, alias=exp.TableAlias(this=exp.to_identifier(table.alias_or_name))
+                )
+            )
+        else:
+            kept.append(cte)
+    if kept:
+        tree.args["with_"].set("expressions", kept)
+    else:
+        tree.set("with_", None)
+    return tree
+
+
+def _from_items(select: exp.Select) -> list[exp.Expression]:
+    """The FROM item and joined items of ``select``."""
+    source = select.args.get("from_")
+    items = [source.this] if source is not None else []
+    return items + [j.this for j in select.args.get("joins") or []]
 
 
 # -- table references ---------------------------------------------------------------
@@ -252,10 +295,20 @@ class _Shape:
 def _chunk_local_shape(tree: exp.Expression, refs: list[_Ref]) -> _Shape | None:
     if not isinstance(tree, exp.Select) or tree.args.get("with_"):
         return None
-    if any(isinstance(n, (exp.Subquery, exp.Exists)) for n in tree.walk() if n is not tree):
-        return _colocated_subqueries(tree, refs)
-    if any(not isinstance(j.this, exp.Table) for j in tree.args.get("joins") or []):
+    derived = _derived_tables(tree, refs)
+    if derived is None:
         return None
+    inside = {id(n) for d in derived for n in d.select.walk()}
+    if any(
+        isinstance(n, (exp.Subquery, exp.Exists)) and id(n.this) not in inside
+        for n in tree.walk()
+        if n is not tree and id(n) not in inside
+    ):
+        return None if derived else _colocated_subqueries(tree, refs)
+    if derived:
+        # The query sees each derived table as its table's rows, under the derived alias.
+        seen = [r for r in refs if r.node.parent_select is tree]
+        refs = seen + [replace(d.ref, alias=d.alias) for d in derived]
     partitioned = [r for r in refs if r.table.partitioned]
     if len(partitioned) == 1:
         if any(j.side for j in tree.args.get("joins") or []) and len(refs) > 1:
@@ -266,11 +319,13 @@ def _chunk_local_shape(tree: exp.Expression, refs: list[_Ref]) -> _Shape | None:
     a, b = partitioned
     joins = tree.args.get("joins") or []
     if any(j.side for j in joins):
-        return _outer_director_child(refs, joins, a, b)
+        return None if derived else _outer_director_child(refs, joins, a, b)
     terms = _where_terms(tree)
     for d, c in ((a, b), (b, a)):
         if _joined_on_director_key(d, c, terms):
             return _Shape("director-child", d.index)
+    if derived:
+        return None  # neighbour joins read margins: a derived table's rows would repeat
     if a.table.spec.kind == b.table.spec.kind == "director":
         for x, y in ((a, b), (b, a)):
             radius = _neighbour_radius(x, y, terms)
@@ -326,13 +381,9 @@ def _colocated_subqueries(tree: exp.Select, refs: list[_Ref]) -> _Shape | None:
 
 
 def _groups_within_chunks(tree: exp.Select, refs: list[_Ref]) -> bool:
-    """Whether GROUP BY names a key that keeps each group's rows in one chunk.
-
-    A director's key (one row per key), or a child's foreign key (its rows
-    sit in their director's chunk), unless orphans were kept: those are
-    placed by their own position, so rows with one dangling key may lie in
-    several chunks. Only for chunk-local plans whose tasks read each row of
-    the keyed table once (single tables and director-child joins, not the
+    """Whether GROUP BY names a key that keeps each group's rows in one chunk
+    (:func:`_chunk_key`). Only for chunk-local plans whose tasks read each row
+    of the keyed table once (single tables and director-child joins, not the
     margins of neighbour joins).
     """
     group = tree.args.get("group")
@@ -341,16 +392,80 @@ def _groups_within_chunks(tree: exp.Select, refs: list[_Ref]) -> bool:
     by_alias = {r.alias: r for r in refs if r.table.partitioned}
     for node in group.expressions:
         ref = by_alias.get(node.table) if isinstance(node, exp.Column) else None
-        if ref is None:
-            continue
-        spec = ref.table.spec
-        if spec.kind == "director" and node.name == (spec.director_key or "").lower():
+        if ref is not None and node.name == _chunk_key(ref.table):
             return True
-        if spec.kind == "child" and node.name == (spec.director_fk_column or "").lower():
-            orphans = int(ref.table.version.properties.get("orphans_kept") or 0)
-            if not orphans:
-                return True
     return False
+
+
+def _chunk_key(table: TableSnapshot) -> str | None:
+    """The column whose equal values put rows in one chunk (lower case), if any.
+
+    A director's key (one row per key), or a child's foreign key (its rows
+    sit in their director's chunk), unless orphans were kept: those are
+    placed by their own position, so rows with one dangling key may lie in
+    several chunks.
+    """
+    spec = table.spec
+    if spec.kind == "director":
+        return (spec.director_key or "").lower() or None
+    if spec.kind == "child" and not int(table.version.properties.get("orphans_kept") or 0):
+        return (spec.director_fk_column or "").lower() or None
+    return None
+
+
+@dataclass(frozen=True)
+class _Derived:
+    """A derived table (FROM subquery) that chunks can compute: ``select`` over ``ref``."""
+
+    alias: str
+    select: exp.Select
+    ref: _Ref
+
+
+def _derived_tables(tree: exp.Select, refs: list[_Ref]) -> list[_Derived] | None:
+    """The derived tables of ``tree``'s FROM and joins; ``None`` if one cannot be computed
+    chunk by chunk.
+
+    One can when its rows over each chunk are exactly its rows from that
+    chunk: it reads one partitioned table, alone, and either keeps rows as
+    they are (no aggregate, DISTINCT, window, TOP or ORDER BY) or groups by
+    the key that keeps groups in one chunk (:func:`_chunk_key`), HAVING and
+    DISTINCT then allowed. ``SELECT COUNT(*) FROM (SELECT objectId FROM
+    demo.Source GROUP BY objectId HAVING COUNT(*) > 25) AS t`` is then
+    chunk-local, as is joining such a table with its director on the key.
+    """
+    derived = []
+    for item in _from_items(tree):
+        if isinstance(item, exp.Table):
+            continue
+        if not isinstance(item, exp.Subquery) or not isinstance(item.this, exp.Select):
+            return None
+        select = item.this
+        inner = select.args.get("from_")
+        table = inner.this if inner is not None else None
+        if not isinstance(table, exp.Table) or REF not in table.meta or select.args.get("joins"):
+            return None
+        ref = refs[table.meta[REF]]
+        if not ref.table.partitioned or not _rows_by_chunk(select, ref):
+            return None
+        derived.append(_Derived(item.alias_or_name, select, ref))
+    return derived
+
+
+def _rows_by_chunk(select: exp.Select, ref: _Ref) -> bool:
+    """Whether ``select`` (over ``ref`` alone) gives, over a chunk, its rows from that chunk."""
+    if any(select.args.get(k) for k in ("limit", "offset", "order", "with_")):
+        return False
+    if any(
+        isinstance(n, (exp.Subquery, exp.Exists, exp.Select, exp.Window)) and n is not select
+        for n in select.walk()
+    ):
+        return False
+    group = select.args.get("group")
+    if group is None:
+        return not has_aggregates(select) and not select.args.get("distinct")
+    key = _chunk_key(ref.table)
+    return key is not None and exp.column(key, table=ref.alias) in group.expressions
 
 
 def _outer_director_child(
@@ -595,9 +710,21 @@ def _chunk_local(
     whole_query: bool,
 ) -> QueryPlan:
     notes: list[str] = [f"shape: chunk-local ({shape.kind})"]
+    derived = {d.ref.index: d for d in _derived_tables(tree, refs) or []}
     terms = _where_terms(tree)
     driver = refs[shape.driver]
-    constraints = {r.index: constraints_for(r.alias, r.table, terms) for r in refs}
+
+    def terms_of(ref: _Ref) -> list[exp.Expression]:
+        """The terms that concern ``ref``: its derived table's own, the query's, or none
+        (a subquery's table: the query's terms do not filter it)."""
+        if ref.index in derived:
+            return _where_terms(derived[ref.index].select)
+        return terms if ref.node.parent_select is tree else []
+
+    constraints = {r.index: constraints_for(r.alias, r.table, terms_of(r)) for r in refs}
+    for d in derived.values():
+        d.select.meta[DERIVED] = d.ref.index  # found again in the translated tree
+        notes.append(f"derived table {d.alias}: each chunk computes its rows of {d.ref.table.name}")
     # A director-child join: keys or regions on either side select the same chunks.
     driver_constraints = constraints[driver.index]
     if shape.kind == "director-child":
@@ -606,7 +733,7 @@ def _chunk_local(
         if keys is not None and driver_constraints.keys is None:
             driver_constraints = TableConstraints(driver_constraints.regions, keys)
     chunks = _chunks(driver, driver_constraints, data_dir, notes)
-    chunks = _chunks_by_statistics(driver, terms, chunks, notes)
+    chunks = _chunks_by_statistics(driver, terms_of(driver), chunks, notes)
     if shape.kind == "single" and len(refs) > 1:
         chunks = _near_broadcast_positions(driver, refs, terms, chunks, data_dir, notes)
     if shape.kind == "director-child":
@@ -629,7 +756,8 @@ def _chunk_local(
         grown = _grown(constraints[driver.index], shape.radius)
         if grown is not None and constraints[near.index].regions is None:
             constraints[near.index] = TableConstraints(grown, constraints[near.index].keys)
-    extra = [c for r in refs for c in _row_filter(r, constraints[r.index], data_dir)]
+    filters = {r.index: _row_filter(r, constraints[r.index], data_dir) for r in refs}
+    extra = [c for r in refs if r.index not in derived for c in filters[r.index]]
     if shape.kind in ("neighbours", "crossmatch"):
         extra.extend(_neighbour_filters(driver, refs[shape.margin or 0], shape.radius, constraints))
     if shape.kind == "single":
@@ -641,6 +769,10 @@ def _chunk_local(
     assert isinstance(translated, exp.Select)
     for node in list(translated.find_all(exp.Table)):
         node.replace(_relation(refs[node.meta[REF]], shape))
+    for select in list(translated.find_all(exp.Select)):
+        if DERIVED in select.meta:  # a derived table's filters go into it
+            for condition in filters[select.meta[DERIVED]]:
+                select.where(condition, copy=False)
     names = [c.name for c in resolved.columns]
     if whole:  # one task answers the whole query: it runs there as written, no merge needed
         if not splits_as_is(translated):  # still refuse what a query over more chunks would
