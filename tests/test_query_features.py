@@ -788,6 +788,13 @@ def test_derived_tables_chunks_cannot_compute_are_gathered(catalog: Catalog) -> 
             "SELECT sum(psFlux) FROM (SELECT psFlux FROM source ORDER BY psFlux DESC LIMIT 20)",
         ),
         (
+            "SELECT COUNT(*) FROM demo.Object o JOIN (SELECT objectId + 2 AS objectId, "
+            "COUNT(*) AS n FROM demo.Source GROUP BY objectId) AS t ON t.objectId = o.objectId "
+            "WHERE o.coord_dec > 80",
+            "SELECT count(*) FROM object o JOIN (SELECT objectId + 2 AS objectId, count(*) AS n "
+            "FROM source GROUP BY objectId) t ON t.objectId = o.objectId WHERE o.coord_dec > 80",
+        ),
+        (
             "SELECT COUNT(*) FROM demo.Object o JOIN (SELECT objectId, MAX(psFlux) AS m "
             "FROM demo.Source GROUP BY objectId) AS t ON t.m > o.g_psfFlux * 40 "
             "WHERE o.coord_dec > 80",

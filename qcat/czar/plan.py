@@ -310,6 +310,8 @@ def _chunk_local_shape(tree: exp.Expression, refs: list[_Ref]) -> _Shape | None:
         seen = [r for r in refs if r.node.parent_select is tree]
         refs = seen + [replace(d.ref, alias=d.alias) for d in derived]
     partitioned = [r for r in refs if r.table.partitioned]
+    if len(partitioned) == 2 and not all(d.shows_key for d in derived):
+        return None  # a join on a column named like the key, but not the key
     if len(partitioned) == 1:
         if any(j.side for j in tree.args.get("joins") or []) and len(refs) > 1:
             return None  # outer joins with broadcast tables: keep it simple and exact
@@ -389,7 +391,8 @@ def _groups_within_chunks(tree: exp.Select, refs: list[_Ref]) -> bool:
     group = tree.args.get("group")
     if group is None:
         return False
-    by_alias = {r.alias: r for r in refs if r.table.partitioned}
+    # Tables the query reads itself: a derived table may reuse its inner alias.
+    by_alias = {r.alias: r for r in refs if r.table.partitioned and r.node.parent_select is tree}
     for node in group.expressions:
         ref = by_alias.get(node.table) if isinstance(node, exp.Column) else None
         if ref is not None and node.name == _chunk_key(ref.table):
@@ -420,6 +423,15 @@ class _Derived:
     alias: str
     select: exp.Select
     ref: _Ref
+
+    @property
+    def shows_key(self) -> bool:
+        """Whether a column named like the chunk key is that key, unchanged."""
+        key = _chunk_key(self.ref.table)
+        return key is not None and any(
+            p.alias_or_name == key and p.unalias() == exp.column(key, table=self.ref.alias)
+            for p in self.select.expressions
+        )
 
 
 def _derived_tables(tree: exp.Select, refs: list[_Ref]) -> list[_Derived] | None:
