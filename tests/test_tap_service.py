@@ -36,6 +36,7 @@ from services.app import create_app
 from services.service import Service
 from services.settings import ServiceSettings
 from services.tap.formats import FORMATS, OutputFormat
+from services.tap.query_run import QueryRun
 from tests.service_support import Served, dali_error, demo_service, uvicorn_thread
 from tests.xsd import assert_schema_valid
 
@@ -539,6 +540,30 @@ def test_client_disconnect_cancels_the_query(
     assert query_id in cancelled
     served.wait_idle()
     assert httpx.post(served.url + "/sync", data={"QUERY": BRIGHT}).status_code == 200
+
+
+def test_a_disconnect_is_logged_as_such_when_cancelling_lags(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a disconnect the server drops what is sent without an error; the
+    response must stop at once, not run the query to MAXREC while the cancel
+    waits for a thread (as on a loaded machine), then log it as an overflow."""
+    real_client_gone = QueryRun.client_gone
+
+    def slow_client_gone(self: QueryRun) -> None:
+        time.sleep(3.0)
+        real_client_gone(self)
+
+    monkeypatch.setattr(QueryRun, "client_gone", slow_client_gone)
+    params = {"QUERY": BIG_QUERY, "RESPONSEFORMAT": "votable/td", "MAXREC": str(MAXREC_HARD)}
+    with open_stream(served, params) as sock:
+        status, headers, _ = read_head(sock)
+        assert status == 200
+        query_id = headers["x-qcat-query-id"]
+        time.sleep(0.3)
+    entry = served.log_entry(query_id)
+    assert entry["outcome"] == "disconnected", entry
+    served.wait_idle()
 
 
 def _failing_after_first_batch(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -197,8 +197,10 @@ def _merged_subqueries(
     (not with aggregates, DISTINCT, LIMIT, window functions, or under an outer
     join where it would, ...). The ADQL as resolved is untouched.
     """
-    if not any(isinstance(n, (exp.CTE, exp.Subquery)) for n in tree.walk()):
+    if not isinstance(tree, exp.Select):
         return None
+    if not tree.args.get("with_") and all(isinstance(i, exp.Table) for i in _from_items(tree)):
+        return None  # no CTE or derived table of the query's own (found without a walk)
     merged = merge_subqueries(_ctes_as_derived_tables(tree.copy()))
     if merged == tree:
         return None  # nothing could be written in

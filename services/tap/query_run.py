@@ -65,6 +65,7 @@ class QueryRun:
         self._rows_read = 0
         self._exhausted = False
         self._gone = False
+        self._cancel_sent = False
         self._status = 200
         self._error: str | None = None
         self._finished = False
@@ -162,11 +163,21 @@ class QueryRun:
         self.failure(error)
         self._status = 200
 
+    def note_gone(self) -> None:
+        """The client disconnected: say so at once (no waiting; the event loop's thread).
+
+        The response stops at its next step, and the query is logged as
+        disconnected: after a disconnect the server drops what is sent without
+        an error, so the response would otherwise run the query to its end.
+        """
+        if not self._finished:
+            self._gone = True
+
     def client_gone(self) -> None:
         """The client disconnected: stop the query on every worker (from any thread)."""
-        if self._finished or self._gone:
+        if self._finished or self._cancel_sent:
             return
-        self._gone = True
+        self._gone = self._cancel_sent = True
         self.service.engine.cancel(self.query_id)
 
     def finish(self) -> None:

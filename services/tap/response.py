@@ -58,6 +58,7 @@ class QueryResponse(Response):
             if message["type"] == "http.disconnect":
                 break
         if not self._complete:
+            self.run.note_gone()  # before the thread hop: the response checks it each step
             await anyio.to_thread.run_sync(self.run.client_gone)
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
