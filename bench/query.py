@@ -77,6 +77,24 @@ REWRITTEN = {
         "SELECT o.objectId, s.midPointTai FROM demo.Object o LEFT JOIN demo.Source s "
         "ON o.objectId = s.objectId WHERE o.objectId = {key}"
     ),
+    "max flux of a cone's objects (correlated)": (
+        "SELECT o.objectId, (SELECT MAX(s.psFlux) FROM demo.Source s "
+        "WHERE s.objectId = o.objectId) AS m FROM demo.Object o "
+        "WHERE CONTAINS(POINT(o.coord_ra, o.coord_dec), CIRCLE({ra}, {dec}, 0.02)) = 1"
+    ),
+    "sources of a cone written as a CTE": (
+        "WITH c AS (SELECT objectId FROM demo.Object "
+        "WHERE CONTAINS(POINT(coord_ra, coord_dec), CIRCLE({ra}, {dec}, 0.05)) = 1) "
+        "SELECT COUNT(*) FROM demo.Source s JOIN c ON s.objectId = c.objectId"
+    ),
+    "detections per cone object (grouped CTE)": (
+        "WITH lc AS (SELECT objectId, COUNT(*) AS n FROM demo.Source GROUP BY objectId) "
+        "SELECT o.objectId, lc.n FROM demo.Object o JOIN lc ON lc.objectId = o.objectId "
+        "WHERE CONTAINS(POINT(o.coord_ra, o.coord_dec), CIRCLE({ra}, {dec}, 0.02)) = 1"
+    ),
+    "objects with many detections (GROUP BY key)": (
+        "SELECT objectId, COUNT(*) AS n FROM demo.Source GROUP BY objectId HAVING COUNT(*) > 25"
+    ),
 }
 
 # (ADQL, the same question for DuckDB over the single files)
