@@ -157,15 +157,16 @@ SETTINGS: dict[str, Setting] = {
             "beyond it are left out and the response says QUERY_STATUS=OVERFLOW.",
         ),
         Setting(
-            "soda_stream_turns",
+            "large_answer_turns",
             2,
-            "Large SODA answers (over 4 MiB) producing bytes at once; the others wait, and a "
-            "freed turn goes to the one asked first (see docs/soda.md).",
+            "Large answers (SODA cutouts over 4 MiB, whole image files) producing bytes at "
+            "once; the others wait, and a freed turn goes to the one asked first "
+            "(see docs/soda.md).",
         ),
         Setting(
-            "soda_turn_patience_s",
+            "large_answer_patience_s",
             0.05,
-            "How long one block of a large SODA answer may hold its turn (a client reading "
+            "How long one block of a large answer may hold its turn (a client reading "
             "slowly) before the next answer in line starts.",
         ),
         Setting(

@@ -90,7 +90,7 @@ class Service:
         }
         self._closed = threading.Event()
         #: Large byte answers (cutouts, files) take turns at the CPU, earliest first.
-        self.large_answers = Turns(settings.soda_stream_turns, settings.soda_turn_patience_s)
+        self.large_answers = Turns(settings.large_answer_turns, settings.large_answer_patience_s)
 
     @classmethod
     def start(

@@ -28,8 +28,8 @@ class ServiceSettings:
     public_url: str
     serve_czar_memory_limit: str
     datalink_max_ids: int
-    soda_stream_turns: int
-    soda_turn_patience_s: float
+    large_answer_turns: int
+    large_answer_patience_s: float
     sia_maxrec_default: int
     sia_maxrec_hard: int
 

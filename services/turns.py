@@ -22,8 +22,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Protocol
+
+import anyio
 
 
 class Turns:
@@ -97,3 +100,30 @@ class Turns:
         while len(self._counted) < self.capacity and self._has_waiters():
             _, _, future = heapq.heappop(self._waiting)
             future.set_result(self._grant())
+
+
+class Blocks(Protocol):
+    """An answer produced block by block (a cutout, a whole file)."""
+
+    def chunks(self) -> Iterator[bytes]:
+        """The bytes, in blocks."""
+        ...
+
+    def close(self) -> None:
+        """Release what producing them holds."""
+        ...
+
+
+async def in_turns(answer: Blocks, turns: Turns, ticket: int) -> AsyncIterator[bytes]:
+    """The answer's blocks, each read (in a worker thread) and sent during a turn of
+    ``ticket``; ``answer`` is closed at the end, also when the client went away."""
+    blocks = answer.chunks()
+    try:
+        while True:
+            async with turns.turn(ticket):
+                block = await anyio.to_thread.run_sync(next, blocks, None)
+                if block is None:
+                    return
+                yield block
+    finally:
+        answer.close()

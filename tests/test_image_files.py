@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import os
 from collections.abc import Iterator
@@ -9,11 +10,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import numpy as np
 import pytest
+from astropy.io import fits
 
 from services.settings import ServiceSettings
 from tests.service_support import serve_data
-from tests.soda_images import ingest_obscore, wcs_header, write_image
+from tests.soda_images import SkyImage, ingest_obscore, wcs_header, write_image
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +55,27 @@ def test_whole_file(served) -> None:
     head = httpx.head(f"{url}/images/demo/v1-r.fits")
     assert head.status_code == 200 and head.content == b""
     assert int(head.headers["content-length"]) == len(stored)
+    # The whole file streams in blocks (turns); the validators are those of HEAD and ranges.
+    for name in ("etag", "last-modified"):
+        assert r.headers[name] == head.headers[name]
+
+
+def test_a_file_of_many_blocks_arrives_whole(tmp_path: Path) -> None:
+    n = 2000  # 16 MB of pixels, 16 blocks
+    header = wcs_header(n, n, 30.0, 10.0)
+    path = tmp_path / "big-r.fits"
+    text = fits.PrimaryHDU(np.zeros((1, 1), dtype=np.float32), header).header
+    text["NAXIS1"], text["NAXIS2"] = n, n
+    raw = text.tostring(padding=True).encode("ascii")
+    pixels = np.arange(n * n, dtype=">f4").tobytes()
+    path.write_bytes(raw + pixels + b"\0" * (-len(pixels) % 2880))
+    image = SkyImage(path, 30.0, 10.0, n / 2, n / 2, (n, n))
+    ingest_obscore(tmp_path / "data", [("demo", image, {})])
+    stored = (tmp_path / "data/images/demo/big-r.fits").read_bytes()
+    with serve_data(tmp_path / "data", ServiceSettings.defaults()) as (_, url):
+        r = httpx.get(f"{url}/images/demo/big-r.fits", timeout=60)
+    assert r.status_code == 200 and int(r.headers["content-length"]) == len(stored)
+    assert hashlib.sha256(r.content).digest() == hashlib.sha256(stored).digest()
 
 
 def test_ranges(served) -> None:

@@ -306,14 +306,14 @@ def test_large_cutouts_stream_over_http(served, monkeypatch) -> None:
 
 def test_a_client_that_stops_reading_does_not_hold_up_other_large_cutouts(tmp_path) -> None:
     """Large answers take turns (one at a time here); a turn stuck on a client that
-    does not read is given up after ``soda_turn_patience_s``, so others go on."""
+    does not read is given up after ``large_answer_patience_s``, so others go on."""
     n = 3000  # 36 MB of pixels: more than the socket buffers between the two ends hold
     header = wcs_header(n, n, 40.0, -20.0)
     path = tmp_path / "big.fits"
     _sparse_image(path, n, header)
     image = SkyImage(path, 40.0, -20.0, n / 2, n / 2, (n, n))
     (stored,) = ingest_obscore(tmp_path / "data", [("demo", image, {})])
-    settings = ServiceSettings.defaults(soda_stream_turns=1)
+    settings = ServiceSettings.defaults(large_answer_turns=1)
     query = f"ID={quote(stored.did)}&CIRCLE=40%20-20%201.0"
     with serve_data(tmp_path / "data", settings) as (_, url):
         host, port = url.removeprefix("http://").split("/")[0].split(":")

@@ -11,15 +11,19 @@ so the answer tells nothing about the rest of the disk.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 from services.service import Service
+from services.sia.cutout_pixels import BLOCK_BYTES
 from services.sia.image_index import IMAGES_DIR
+from services.sia.soda import WholeFile
+from services.turns import in_turns
 
 FITS_MEDIA_TYPE = "image/fits"
 #: Collection and file names the route serves (no separators, no leading dot).
@@ -46,7 +50,23 @@ async def file_endpoint(request: Request) -> Response:
     if path is None:
         return PlainTextResponse(f"no image file {collection}/{name}", status_code=404)
     media_type = FITS_MEDIA_TYPE if name.lower().endswith((".fits", ".fit")) else None
-    return FileResponse(path, media_type=media_type or "application/octet-stream")
+    media_type = media_type or "application/octet-stream"
+    response = _ImageFileResponse(path, media_type=media_type, stat_result=os.stat(path))
+    if request.method != "GET" or "range" in request.headers:
+        return response  # HEAD and ranges: Starlette's file response
+    # The whole file, as large SODA answers are sent: in turns, earliest request first.
+    ticket = service.large_answers.ticket()
+    return StreamingResponse(
+        in_turns(WholeFile(path), service.large_answers, ticket),
+        media_type=media_type,
+        headers=dict(response.headers),
+    )
+
+
+class _ImageFileResponse(FileResponse):
+    # Starlette reads 64 KiB at a time, one thread hop each: a 192 MiB image took
+    # 0.71 s alone and 9.2 s for each of 20 users; 1 MiB blocks: 0.10 s and 2.0 s.
+    chunk_size = BLOCK_BYTES
 
 
 async def not_found_endpoint(request: Request) -> Response:

@@ -12,8 +12,6 @@ code (``UsageError``, ``NotFoundFault``, ``NoOverlap``,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
@@ -32,7 +30,7 @@ from services.tap.async_routes import AsyncKind, async_routes
 from services.tap.errors import error_message, error_response
 from services.tap.params import ParameterError, Params
 from services.tap.uws.documents import VALUE_SEPARATOR
-from services.turns import Turns
+from services.turns import in_turns
 
 #: Most parameters one request may carry.
 MAX_FIELDS = 1000
@@ -87,24 +85,10 @@ async def sync_endpoint(request: Request) -> Response:
     if body is not None:
         return Response(body, media_type=FITS_MEDIA_TYPE, headers=headers)
     return StreamingResponse(
-        _in_turns(stream, service.large_answers, ticket),
+        in_turns(stream, service.large_answers, ticket),
         media_type=FITS_MEDIA_TYPE,
         headers=headers,
     )
-
-
-async def _in_turns(stream: ByteStream, turns: Turns, ticket: int) -> AsyncIterator[bytes]:
-    """The answer's blocks, each read and sent during a turn of ``ticket``."""
-    blocks = stream.chunks()
-    try:
-        while True:
-            async with turns.turn(ticket):
-                block = await anyio.to_thread.run_sync(next, blocks, None)
-                if block is None:
-                    return
-                yield block
-    finally:
-        stream.close()  # also when the client went away mid-answer
 
 
 def _cut(service: Service, cutout: Cutout, head: bool) -> tuple[str, ByteStream, bytes | None]:
