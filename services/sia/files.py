@@ -2,7 +2,8 @@
 
 Files are served from ``DATA/images`` with ``image/fits``, ``Content-Length``,
 ``Accept-Ranges: bytes`` and single or multiple HTTP ranges (Starlette's
-``FileResponse``). A name is served only if it is a plain file name in a
+``FileResponse``); a whole-file GET streams in turns with the other large
+answers (``services/turns.py``). A name is served only if it is a plain file name in a
 plain collection directory, and the resolved path (symlinks followed) lies
 inside ``DATA/images``: ``..``, absolute paths, encoded slashes and symlinks
 that lead out are all answered 404, the same as a file that does not exist,
