@@ -92,6 +92,10 @@ REWRITTEN = {
         "SELECT o.objectId, lc.n FROM demo.Object o JOIN lc ON lc.objectId = o.objectId "
         "WHERE CONTAINS(POINT(o.coord_ra, o.coord_dec), CIRCLE({ra}, {dec}, 0.02)) = 1"
     ),
+    "nearest 5 objects, no cone (ORDER BY DISTANCE)": (
+        "SELECT TOP 5 objectId, DISTANCE(POINT(coord_ra, coord_dec), POINT({ra}, {dec})) AS d "
+        "FROM demo.Object ORDER BY d"
+    ),
     "objects with many detections (GROUP BY key)": (
         "SELECT objectId, COUNT(*) AS n FROM demo.Source GROUP BY objectId HAVING COUNT(*) > 25"
     ),

@@ -1573,3 +1573,80 @@ def test_cancel_stops_the_merge_of_a_gathered_query(catalog: Catalog) -> None:
     finally:
         reader.join(60)  # today the merge cannot be stopped: let it finish
         engine.close()
+
+
+# -- nearest rows first ----------------------------------------------------------------------
+
+
+def _nearest(catalog: Catalog, ra: float, dec: float, top: int, offset: int, where: str):
+    """The engine's and DuckDB's answers to the nearest rows of (ra, dec), and the plan note."""
+    distance = f"DISTANCE(POINT('ICRS', coord_ra, coord_dec), POINT('ICRS', {ra}, {dec}))"
+    condition = f"WHERE {where} " if where else ""
+    adql = (
+        f"SELECT TOP {top} objectId, {distance} AS d FROM demo.Object {condition}"
+        f"ORDER BY d, objectId OFFSET {offset}"
+    )
+    raw_distance = haversine("coord_ra", "coord_dec", str(ra), str(dec))
+    sql = (
+        f"SELECT objectId, {raw_distance} AS d FROM object {condition}"
+        f"ORDER BY d, objectId LIMIT {top} OFFSET {offset}"
+    )
+    result = catalog.engine.execute(adql)
+    table = result.read_all()
+    got = list(zip(*(c.to_pylist() for c in table.columns), strict=True))
+    notes = [n for n in result.plan.notes if n.startswith("nearest rows first")]
+    assert len(notes) == 1, result.plan.notes
+    assert "nearest rows first" in catalog.engine.explain(adql).notes[0]
+    return got, raw(catalog, sql), notes[0]
+
+
+@pytest.mark.parametrize(
+    ("where_point", "top", "offset", "where"),
+    [
+        ("ORDER BY objectId LIMIT 1 OFFSET 100", 1, 0, ""),
+        ("ORDER BY objectId LIMIT 1 OFFSET 2000", 10, 3, "r_psfMag < 22"),
+        ("ORDER BY coord_ra LIMIT 1", 7, 0, ""),  # by RA 0: the cone crosses it
+        ("ORDER BY coord_dec DESC LIMIT 1", 5, 0, ""),  # by the pole
+    ],
+    ids=["one", "offset-and-filter", "ra-zero", "pole"],
+)
+def test_nearest_rows_first(
+    catalog: Catalog, where_point: str, top: int, offset: int, where: str
+) -> None:
+    ((ra, dec),) = raw(catalog, f"SELECT coord_ra, coord_dec FROM object {where_point}")
+    if where_point.startswith("ORDER BY coord_ra"):
+        ra = 0.0
+    if where_point.startswith("ORDER BY coord_dec"):
+        dec = min(dec + 1.0, 90.0)
+    got, want, note = _nearest(catalog, ra + 0.01, dec, top, offset, where)
+    assert_rows_close(got, want, ordered=True)
+    assert len(got) == top and "the query reads that cone only" in note, note
+
+
+def test_nearest_rows_first_grows_the_cone_and_gives_up_when_it_must(
+    catalog: Catalog,
+) -> None:
+    ((ra, dec),) = raw(catalog, "SELECT coord_ra, coord_dec FROM object LIMIT 1 OFFSET 500")
+    # Rare rows: several cones are counted before one holds three of them.
+    ((cut,),) = raw(catalog, "SELECT quantile_disc(r_psfMag, 0.1) FROM object")
+    got, want, note = _nearest(catalog, ra, dec, 3, 0, f"r_psfMag < {cut}")
+    assert_rows_close(got, want, ordered=True)
+    assert "the query reads that cone only" in note, note
+    assert int(note.split(" cone(s) counted")[0].rsplit("(", 1)[1]) > 1, note
+    # No row passes at all: no cone can hold one, and the query runs as written.
+    got, want, note = _nearest(catalog, ra, dec, 2, 0, "r_psfMag < -5")
+    assert got == want == []
+    assert note.endswith("the query runs as written"), note
+
+
+def test_farthest_rows_are_not_nearest_rows(catalog: Catalog) -> None:
+    adql = (
+        "SELECT TOP 2 objectId FROM demo.Object "
+        "ORDER BY DISTANCE(POINT(coord_ra, coord_dec), POINT(10.0, 10.0)) DESC"
+    )
+    raw_distance = haversine("coord_ra", "coord_dec", "10.0", "10.0")
+    assert run(catalog, adql) == raw(
+        catalog, f"SELECT objectId FROM object ORDER BY {raw_distance} DESC LIMIT 2"
+    )
+    notes = catalog.engine.explain(adql).notes
+    assert not any("nearest" in n for n in notes), notes

@@ -29,6 +29,7 @@ from qcat.czar.adql import parse_adql
 from qcat.czar.catalog import CatalogSnapshot, TableSnapshot
 from qcat.czar.dispatch import Assignment, Dispatcher, QueryFailed
 from qcat.czar.errors import QueryError
+from qcat.czar.nearest import MAX_RADIUS_DEG, NearestQuery, nearest_query
 from qcat.czar.plan import ChunkQuery, QueryPlan, Task, plan
 from qcat.czar.resolve import OutputColumn, ResolvedQuery, qualified_name, resolve
 from qcat.czar.semijoin import (
@@ -147,6 +148,12 @@ class QueryEngine:
         """
         resolved = self.resolve(adql)
         note = run_first_note(run_first_subqueries(resolved))
+        if nearest_query(resolved) is not None:
+            note = (
+                "nearest rows first: when the query runs, cones around its point are counted "
+                "until one holds enough rows, and the query gets that cone (plan below: the "
+                "query as written)"
+            )
         query_plan = plan(resolved, self.data_dir, whole_query=self.fast_paths)
         return query_plan if note is None else replace(query_plan, notes=(note, *query_plan.notes))
 
@@ -184,6 +191,10 @@ class QueryEngine:
         resolved = resolve(parse_adql(adql), catalog)
         notes = self._answer_key_joins(resolved, query_id, deadline)
         notes += self._answer_subqueries(resolved, query_id, deadline)
+        nearest = nearest_query(resolved)
+        if nearest is not None:
+            resolved, note = self._nearest_first(nearest, query_id, deadline)
+            notes.append(note)
         query_plan = plan(resolved, self.data_dir, whole_query=self.fast_paths)
         if notes:
             query_plan = replace(query_plan, notes=(*notes, *query_plan.notes))
@@ -221,6 +232,33 @@ class QueryEngine:
             add_key_list(resolved.tree, join.key, keys)
             notes.append(f"key join {n}: {len(keys)} key(s) of {source} written in")
         return notes
+
+    def _nearest_first(
+        self, nearest: NearestQuery, query_id: str, deadline: float
+    ) -> tuple[ResolvedQuery, str]:
+        """The query limited to the smallest tried cone holding the rows it asks for
+        (:mod:`qcat.czar.nearest`), or as written when none within the largest does;
+        the plan note saying which."""
+        radius, counted = nearest.first_radius(), 0
+        while radius <= MAX_RADIUS_DEG:
+            counted += 1
+            counting = nearest.counting(radius)
+            sub_id = f"{query_id}-near{counted}"
+            with self._running_first(counting, sub_id, query_id, deadline) as values:
+                first = next(iter(values), 0)
+                found = first if isinstance(first, int) else 0
+            if found >= nearest.rows:
+                note = (
+                    f"nearest rows first: {found} row(s) within {radius * 3600:.4g} arcsec "
+                    f"({counted} cone(s) counted): the query reads that cone only"
+                )
+                return nearest.within(radius), note
+            radius = nearest.next_radius(radius, found)
+        note = (
+            f"nearest rows first: fewer than {nearest.rows} row(s) within "
+            f"{MAX_RADIUS_DEG:g} degrees: the query runs as written"
+        )
+        return nearest.resolved, note
 
     @contextmanager
     def _running_first(
