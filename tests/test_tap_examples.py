@@ -45,7 +45,7 @@ def test_every_example_is_valid_adql_and_returns_rows(served: tuple[Path, QueryE
         "object-by-key",
         "source-of-one-object",
         "source-per-object-in-cone",
-        "source-summary-with-a-cte",
+        "source-summary-per-object",
         "object-pairs",
         "object-histogram",
     }
@@ -55,7 +55,7 @@ def test_every_example_is_valid_adql_and_returns_rows(served: tuple[Path, QueryE
         rows = result.read_all().num_rows
         if example.id != "object-pairs":  # a small catalog may have no close pairs there
             assert rows > 0, example
-        if example.id == "source-summary-with-a-cte":  # what its description says
+        if example.id == "source-summary-per-object":  # what its description says
             assert result.plan.shape == "chunk-local", result.plan.notes
 
 

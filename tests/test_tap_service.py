@@ -528,13 +528,7 @@ def test_client_disconnect_cancels_the_query(
         real_cancel(query_id)
 
     monkeypatch.setattr(engine, "cancel", spy)
-    params = {"QUERY": BIG_QUERY, "RESPONSEFORMAT": "votable/td", "MAXREC": str(MAXREC_HARD)}
-    with open_stream(served, params) as sock:
-        status, headers, _ = read_head(sock)
-        assert status == 200
-        query_id = headers["x-qcat-query-id"]
-        time.sleep(0.3)
-        assert served.service.limiter.running() == 1
+    query_id = _left_mid_answer(served)
     entry = served.log_entry(query_id)
     assert entry["outcome"] == "disconnected"
     assert query_id in cancelled
@@ -555,15 +549,20 @@ def test_a_disconnect_is_logged_as_such_when_cancelling_lags(
         real_client_gone(self)
 
     monkeypatch.setattr(QueryRun, "client_gone", slow_client_gone)
+    entry = served.log_entry(_left_mid_answer(served))
+    assert entry["outcome"] == "disconnected", entry
+    served.wait_idle()
+
+
+def _left_mid_answer(served: Served) -> str:
+    """Start a large answer, read its head, and disconnect while it streams; its query id."""
     params = {"QUERY": BIG_QUERY, "RESPONSEFORMAT": "votable/td", "MAXREC": str(MAXREC_HARD)}
     with open_stream(served, params) as sock:
         status, headers, _ = read_head(sock)
         assert status == 200
-        query_id = headers["x-qcat-query-id"]
         time.sleep(0.3)
-    entry = served.log_entry(query_id)
-    assert entry["outcome"] == "disconnected", entry
-    served.wait_idle()
+        assert served.service.limiter.running() == 1
+    return headers["x-qcat-query-id"]
 
 
 def _failing_after_first_batch(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
