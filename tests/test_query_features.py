@@ -1639,14 +1639,28 @@ def test_nearest_rows_first_grows_the_cone_and_gives_up_when_it_must(
     assert note.endswith("the query runs as written"), note
 
 
-def test_farthest_rows_are_not_nearest_rows(catalog: Catalog) -> None:
+@pytest.mark.parametrize(
+    ("where", "order", "raw_where", "raw_order"),
+    [
+        ("", "DESC", "", "DESC"),  # the farthest rows
+        (
+            "WHERE CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(10.0, 10.0, 25)) = 1 ",
+            "",
+            "WHERE {} < 25 ".format(haversine("coord_ra", "coord_dec", "10.0", "10.0")),
+            "",
+        ),  # a cone already
+    ],
+    ids=["farthest", "in-a-cone"],
+)
+def test_nearest_rows_first_leaves_other_queries_alone(
+    catalog: Catalog, where: str, order: str, raw_where: str, raw_order: str
+) -> None:
     adql = (
-        "SELECT TOP 2 objectId FROM demo.Object "
-        "ORDER BY DISTANCE(POINT(coord_ra, coord_dec), POINT(10.0, 10.0)) DESC"
+        f"SELECT TOP 2 objectId FROM demo.Object {where}"
+        f"ORDER BY DISTANCE(POINT(coord_ra, coord_dec), POINT(10.0, 10.0)) {order}"
     )
     raw_distance = haversine("coord_ra", "coord_dec", "10.0", "10.0")
-    assert run(catalog, adql) == raw(
-        catalog, f"SELECT objectId FROM object ORDER BY {raw_distance} DESC LIMIT 2"
-    )
+    sql = f"SELECT objectId FROM object {raw_where}ORDER BY {raw_distance} {raw_order} LIMIT 2"
+    assert run(catalog, adql) == raw(catalog, sql)
     notes = catalog.engine.explain(adql).notes
     assert not any("nearest" in n for n in notes), notes

@@ -23,6 +23,7 @@ from sqlglot import exp
 
 from qcat.czar.adql.expressions import AdqlCircle, AdqlContains, AdqlDistance, AdqlPoint
 from qcat.czar.constants import constant_number
+from qcat.czar.constraints import conjuncts, constraints_for
 from qcat.czar.resolve import OutputColumn, ResolvedQuery, qualified_name
 from qcat.czar.split import has_aggregates
 
@@ -97,9 +98,11 @@ def nearest_query(resolved: ResolvedQuery) -> NearestQuery | None:
     """The query as a :class:`NearestQuery`, when it is one.
 
     One partitioned table with its own position, alone (no join, no
-    subquery); no aggregate, GROUP BY or DISTINCT; a TOP; and an ORDER BY
-    whose first key is DISTANCE, ascending, between the table's position and
-    a constant point (written there, or as an output's alias or position).
+    subquery); no aggregate, GROUP BY or DISTINCT; a TOP; no region or keys
+    in the WHERE already (the query is then cheap as written: TOP 1 in a cone
+    is the usual way to ask); and an ORDER BY whose first key is DISTANCE,
+    ascending, between the table's position and a constant point (written
+    there, or as an output's alias or position).
     """
     tree = resolved.tree
     if not isinstance(tree, exp.Select) or len(resolved.tables) != 1:
@@ -120,13 +123,16 @@ def nearest_query(resolved: ResolvedQuery) -> NearestQuery | None:
     table = resolved.tables.get(qualified_name(table_node))
     if table is None or not table.partitioned or table.spec.own_position is None:
         return None
+    alias = table_node.alias_or_name
+    known = constraints_for(alias, table, list(conjuncts(tree.args.get("where"))))
+    if known.regions is not None or known.keys is not None:
+        return None  # a cone or keys of its own already keep the query to a few chunks
     order = tree.args.get("order")
     if order is None or order.expressions[0].args.get("desc"):
         return None
     distance = _ordering_expression(tree, order.expressions[0].this)
     if not isinstance(distance, AdqlDistance):
         return None
-    alias = table_node.alias_or_name
     ra_column, dec_column = (c.lower() for c in table.spec.own_position)
     for here, there in ((distance.this, distance.expression), (distance.expression, distance.this)):
         if not (isinstance(here, AdqlPoint) and isinstance(there, AdqlPoint)):
