@@ -295,6 +295,9 @@ def test_radius_beyond_the_margin_is_refused(catalog: Catalog) -> None:
         "1 = INTERSECTS(CIRCLE({ra}, {dec}, {r}), POINT(coord_ra, coord_dec))",
         "CONTAINS(POINT({ra}, {dec}), CIRCLE(coord_ra, coord_dec, {r})) = 1",
         "1 = INTERSECTS(CIRCLE(coord_ra, coord_dec, {r}), POINT({ra}, {dec}))",
+        # a circle around each row meeting a constant one: within the sum of the radii
+        "1 = INTERSECTS(CIRCLE(coord_ra, coord_dec, {r} - 0.5), CIRCLE({ra}, {dec}, 0.5))",
+        "INTERSECTS(CIRCLE({ra}, {dec}, 1.25), CIRCLE(coord_ra, coord_dec, {r} - 1.25)) = 1",
     ],
 )
 def test_other_ways_of_writing_a_cone_prune_alike(catalog: Catalog, condition: str) -> None:

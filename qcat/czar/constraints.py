@@ -235,7 +235,9 @@ def _predicate_region(
     and a region (either way round: with a point it means CONTAINS), and the
     cone written around the rows instead of the centre,
     ``CONTAINS(POINT(c), CIRCLE(t.ra, t.dec, r))``: the same rows as
-    ``CONTAINS(POINT(t.ra, t.dec), CIRCLE(c, r))``.
+    ``CONTAINS(POINT(t.ra, t.dec), CIRCLE(c, r))``; and a circle around the rows
+    meeting a constant one, ``INTERSECTS(CIRCLE(t.ra, t.dec, r1), CIRCLE(c, r2))``
+    (an error circle touching a field): the positions within ``r1 + r2`` of c.
     """
     orders = [(node.this, node.expression)]
     if isinstance(node, AdqlIntersects):  # symmetric
@@ -244,7 +246,19 @@ def _predicate_region(
         if _is_position(point, alias, table):
             return constant_region(region)
         if isinstance(region, AdqlCircle) and _is_position(region.args["center"], alias, table):
-            centre, radius = constant_point(point), constant_number(region.args["radius"])
+            radius = constant_number(region.args["radius"])
+            if isinstance(node, AdqlIntersects) and isinstance(point, AdqlCircle):
+                # Two circles meet when their centres are within the sum of the radii.
+                centre, other = (
+                    constant_point(point.args["center"]),
+                    constant_number(point.args["radius"]),
+                )
+                if centre is None or radius is None or other is None:
+                    continue
+                if min(radius, other) < 0.0 or radius + other >= 180.0:
+                    return None  # the whole sky, or a radius for the query to judge
+                return geometry(Circle, centre.ra, centre.dec, radius + other)
+            centre = constant_point(point)
             if centre is not None and radius is not None:
                 return geometry(Circle, centre.ra, centre.dec, radius)
     return None
