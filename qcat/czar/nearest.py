@@ -25,7 +25,7 @@ from qcat.czar.adql.expressions import AdqlCircle, AdqlContains, AdqlDistance, A
 from qcat.czar.constants import constant_number
 from qcat.czar.constraints import conjuncts, constraints_for
 from qcat.czar.resolve import OutputColumn, ResolvedQuery, qualified_name
-from qcat.czar.split import has_aggregates
+from qcat.czar.split import has_aggregates, limit_value
 
 #: Largest TOP + OFFSET answered this way (beyond it the cones get large anyway).
 MAX_ROWS = 10_000
@@ -107,14 +107,17 @@ def nearest_query(resolved: ResolvedQuery) -> NearestQuery | None:
     tree = resolved.tree
     if not isinstance(tree, exp.Select) or len(resolved.tables) != 1:
         return None
-    limit, offset = _count(tree, "limit"), _count(tree, "offset") or 0
+    # The cheap tests first: this runs for every query.
+    limit, offset = limit_value(tree, "limit"), limit_value(tree, "offset") or 0
     if limit is None or not 0 < limit + offset <= MAX_ROWS:
         return None
-    if tree.args.get("joins") or tree.args.get("distinct") or tree.args.get("with_"):
+    order = tree.args.get("order")
+    if order is None or order.expressions[0].args.get("desc"):
         return None
-    if has_aggregates(tree) or any(
-        isinstance(n, (exp.Subquery, exp.Exists)) for n in tree.walk() if n is not tree
-    ):
+    distance = _ordering_expression(tree, order.expressions[0].this)
+    if not isinstance(distance, AdqlDistance):
+        return None
+    if tree.args.get("joins") or tree.args.get("distinct") or tree.args.get("with_"):
         return None
     source = tree.args.get("from_")
     table_node = source.this if source is not None else None
@@ -123,16 +126,14 @@ def nearest_query(resolved: ResolvedQuery) -> NearestQuery | None:
     table = resolved.tables.get(qualified_name(table_node))
     if table is None or not table.partitioned or table.spec.own_position is None:
         return None
+    if has_aggregates(tree) or any(
+        isinstance(n, (exp.Subquery, exp.Exists)) for n in tree.walk() if n is not tree
+    ):
+        return None
     alias = table_node.alias_or_name
     known = constraints_for(alias, table, list(conjuncts(tree.args.get("where"))))
     if known.regions is not None or known.keys is not None:
         return None  # a cone or keys of its own already keep the query to a few chunks
-    order = tree.args.get("order")
-    if order is None or order.expressions[0].args.get("desc"):
-        return None
-    distance = _ordering_expression(tree, order.expressions[0].this)
-    if not isinstance(distance, AdqlDistance):
-        return None
     ra_column, dec_column = (c.lower() for c in table.spec.own_position)
     for here, there in ((distance.this, distance.expression), (distance.expression, distance.this)):
         if not (isinstance(here, AdqlPoint) and isinstance(there, AdqlPoint)):
@@ -159,14 +160,6 @@ def _ordering_expression(tree: exp.Select, key: exp.Expression) -> exp.Expressio
             if projection.alias_or_name == key.name and isinstance(projection, exp.Alias):
                 return projection.this
     return key
-
-
-def _count(tree: exp.Select, key: str) -> int | None:
-    node = tree.args.get(key)
-    if node is None:
-        return None
-    value = node.args.get("expression") or node.this
-    return int(value.this) if isinstance(value, exp.Literal) else None
 
 
 def _number(value: float) -> exp.Expression:

@@ -527,12 +527,10 @@ def _where_terms(select: exp.Select) -> list[exp.Expression]:
 
 
 def _joined_on_director_key(d: _Ref, c: _Ref, terms: list[exp.Expression]) -> bool:
-    if d.table.spec.kind != "director" or c.table.spec.kind != "child":
-        return False
-    if (c.table.spec.director_table or "").lower() != d.table.name.lower():
-        return False
-    key = (c.table.spec.director_ref_column or d.table.spec.director_key or "").lower()
-    fk = (c.table.spec.director_fk_column or "").lower()
+    pair = shared_key(d.table, c.table)
+    if pair is None or d.table.spec.kind != "director":
+        return False  # not a director (d) and its child (c)
+    key, fk = pair
     for t in terms:
         if isinstance(t, exp.EQ):
             sides = {(x.table, x.name) for x in (t.this, t.expression) if isinstance(x, exp.Column)}

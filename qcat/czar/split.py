@@ -95,7 +95,8 @@ def split(
     return _split_plain(select, names)
 
 
-def _limit_value(select: exp.Select, key: str) -> int | None:
+def limit_value(select: exp.Select, key: str) -> int | None:
+    """The number of ``select``'s TOP (``key="limit"``) or OFFSET, if it has one."""
     node = select.args.get(key)
     if node is None:
         return None
@@ -157,8 +158,8 @@ def _ordered(expr: exp.Expression, sort: _Sort) -> exp.Ordered:
 
 
 def _split_plain(select: exp.Select, names: list[str]) -> SplitQuery:
-    top = _limit_value(select, "limit")
-    offset = _limit_value(select, "offset") or 0
+    top = limit_value(select, "limit")
+    offset = limit_value(select, "offset") or 0
     distinct = bool(select.args.get("distinct"))
     targets = _order_targets(select, names)
     chunk = select
@@ -264,7 +265,7 @@ def _split_aggregate(select: exp.Select, names: list[str]) -> SplitQuery:
             order_terms.append((merged(target), sort))
 
     distinct = bool(select.args.get("distinct"))
-    top, offset = _limit_value(select, "limit"), _limit_value(select, "offset")
+    top, offset = limit_value(select, "limit"), limit_value(select, "offset")
     chunk = select
     for key in ("order", "limit", "offset", "having", "distinct"):
         chunk.set(key, None)
