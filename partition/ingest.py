@@ -729,6 +729,19 @@ class _Transaction:
             self.store.mark_cleaned(ingest_id)
 
 
+def _indexed_key(spec: TableSpec) -> str | None:
+    """The column a partitioned table's key index maps to chunks: a director's key,
+    or a child table's own single-column primary key (``sourceId``). A child's
+    rows are also found through its director's index by their foreign key; its
+    own key is spread over every chunk and, without an index of its own, a
+    lookup by it reads the key column of the whole table."""
+    if spec.kind == "director":
+        return spec.director_key
+    if spec.kind == "child" and len(spec.primary_key) == 1:
+        return spec.primary_key[0]
+    return None
+
+
 def _build_version(
     data_dir: Path,
     store: MetadataStore,
@@ -782,7 +795,7 @@ def _build_version(
             build.child_placement(director_spec, [data_dir / p.path for p in director_parts])
             parts = build.child_layout([Partition(p.order, p.pixel) for p in director_parts])
         margins = spec.kind == "director" and opts.margin_arcsec > 0
-        index_key = spec.director_key if spec.kind == "director" else None
+        index_key = _indexed_key(spec)
         partitions = build.write_partitioned(
             parts, margins=margins, index_key=index_key, total=total
         )

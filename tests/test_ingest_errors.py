@@ -205,6 +205,16 @@ def test_orphan_children_rejected_or_kept(
     rebuilt = dict((n, (v, r)) for n, v, r, _ in state(published))
     assert rebuilt["demo.Source"] == (3, after["demo.Source"])
     assert rebuilt["demo.Object"][1] == after["demo.Object"] + 500
+    # The re-placed child's own key index places a kept orphan (in the chunk of its own
+    # position) and a source of a director alike.
+    for key, owner in ((new_ids[3].as_py(), ids[3].as_py()), (src["sourceId"][3].as_py(), None)):
+        adql = f"SELECT sourceId, objectId FROM demo.Source WHERE sourceId = {key}"
+        plan = run_qcat("adql", "explain", "--data", published, adql).stdout
+        assert "index of sourceId maps 1 key(s) to 1 chunk(s)" in plan
+        out = tmp_path / "one.csv"
+        run_qcat("query", "--data", published, "-o", out, adql)
+        owner = src["objectId"][3].as_py() if owner is None else owner
+        assert out.read_text().split() == ["sourceId,objectId", f"{key},{owner}"]
 
 
 def test_truncated_file(

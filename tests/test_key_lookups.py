@@ -112,6 +112,75 @@ def test_light_curve_by_the_child_key(catalog: Catalog) -> None:
         assert want and run(catalog, adql) == want
 
 
+def _source_ids(catalog: Catalog, *rows: int) -> list[int]:
+    column = catalog.demo.sources["sourceId"]
+    return [column[i].as_py() for i in rows]
+
+
+def _notes(catalog: Catalog, adql: str) -> str:
+    return " / ".join(catalog.engine.explain(adql).notes)
+
+
+def test_a_source_is_found_by_its_own_key(catalog: Catalog) -> None:
+    """A child's own key is spread over every chunk; its own index places each key in one
+    chunk and row group (groups of 40 rows here: a wrong ``_healpix_29`` misses it)."""
+    n = len(catalog.demo.sources)
+    for key in _source_ids(catalog, 0, n // 3, n - 1):
+        adql = f"SELECT * FROM demo.Source WHERE sourceId = {key}"
+        assert "index of sourceId maps 1 key(s) to 1 chunk(s)" in _notes(catalog, adql)
+        assert "_healpix_29 BETWEEN" in _chunk_sql(catalog.engine, adql)
+        want = raw(catalog, f"SELECT * FROM source WHERE sourceId = {key}")
+        assert len(want) == 1 and run(catalog, adql) == want
+    keys = [*_source_ids(catalog, *range(7, n, n // 25)), -3, 10**15]
+    listed = ", ".join(map(str, keys))
+    adql = f"SELECT sourceId, psFlux FROM demo.Source WHERE sourceId IN ({listed}) ORDER BY 1"
+    assert f"index of sourceId maps {len(keys)} key(s)" in _notes(catalog, adql)
+    want = raw(catalog, adql.replace("demo.Source", "source"))
+    assert len(want) == len(keys) - 2 and run(catalog, adql) == want
+
+
+def test_own_keys_and_foreign_keys_together(catalog: Catalog) -> None:
+    """Both indexes prune: a source and another object's key select nothing."""
+    (key,) = _source_ids(catalog, 321)
+    (owner,) = raw(catalog, f"SELECT objectId FROM source WHERE sourceId = {key}")[0:1]
+    (other,) = _keys(catalog, 0)
+    for object_id, rows in ((owner[0], 1), (other, 0)):
+        adql = (
+            "SELECT sourceId, objectId FROM demo.Source "
+            f"WHERE sourceId = {key} AND objectId = {object_id}"
+        )
+        notes = _notes(catalog, adql)
+        assert "director index maps" in notes and "index of sourceId maps" in notes
+        want = raw(catalog, adql.replace("demo.Source", "source"))
+        assert len(want) == rows and run(catalog, adql) == want
+
+
+def test_director_child_join_by_the_child_key(catalog: Catalog) -> None:
+    n = len(catalog.demo.sources)
+    listed = ", ".join(map(str, _source_ids(catalog, 11, n // 2, n - 5)))
+    adql = (
+        "SELECT s.sourceId, o.objectId, o.g_psfMag FROM demo.Object AS o "
+        f"JOIN demo.Source AS s ON s.objectId = o.objectId WHERE s.sourceId IN ({listed}) "
+        "ORDER BY 1"
+    )
+    notes = _notes(catalog, adql)
+    assert "shape: chunk-local (director-child)" in notes
+    assert "index of sourceId maps 3 key(s)" in notes
+    sql = adql.replace("demo.Object AS", "object").replace("demo.Source AS", "source")
+    want = raw(catalog, sql)
+    assert len(want) == 3 and run(catalog, adql) == want
+
+
+def test_the_child_index_holds_every_key(catalog: Catalog) -> None:
+    source = catalog.engine.catalog().table("demo.Source")
+    assert source.own_key_index_path is not None
+    index = DirectorIndex(catalog.data / source.own_key_index_path)
+    assert index.key_column == "sourceId" and index.has_healpix
+    assert index.num_rows == len(catalog.demo.sources)
+    # the foreign key is still placed by the director's index
+    assert source.key_index_path == catalog.engine.catalog().table("demo.Object").key_index_path
+
+
 def test_outer_join_keeps_directors_without_children(catalog: Catalog) -> None:
     # The key is the director's: only the director's rows may be narrowed, never the
     # outer side's, or objects without matching sources would lose their row.

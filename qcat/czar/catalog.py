@@ -63,6 +63,8 @@ class TableSnapshot:
     plain_path: str | None
     #: Director index mapping this table's key (a child's: its director's) to chunks.
     key_index_path: str | None = None
+    #: A child table's index of its own primary key (``sourceId``) to chunks.
+    own_key_index_path: str | None = None
 
     @property
     def name(self) -> str:
@@ -215,6 +217,10 @@ def _table_snapshot(store: MetadataStore, spec: TableSpec, version: VersionRecor
             )
         )
     chunks.sort(key=lambda c: c.partition.lo29)
+    if spec.kind == "child":  # its own key's index; its foreign key uses its director's
+        return TableSnapshot(
+            spec, version, tuple(chunks), None, own_key_index_path=version.index_path
+        )
     return TableSnapshot(spec, version, tuple(chunks), None, version.index_path)
 
 

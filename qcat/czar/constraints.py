@@ -70,6 +70,8 @@ class TableConstraints:
 
     regions: tuple[Region, ...] | None = None
     keys: tuple[object, ...] | None = None
+    #: Values of a child table's own indexed key (``sourceId``; :func:`own_key_column`).
+    own_keys: tuple[object, ...] | None = None
 
     @cached_property
     def ranges(self) -> np.ndarray | None:
@@ -179,6 +181,8 @@ def constraints_for(
     """The pruning facts ``terms`` (AND-ed conditions) give about table ``alias``."""
     regions: tuple[Region, ...] | None = None
     keys: tuple[object, ...] | None = None
+    own_keys: tuple[object, ...] | None = None
+    own_column = own_key_column(table)
     for term in terms:
         # A child's regions are on its own positions, not on its chunks' pixels:
         # the planner prunes those by the chunks' position bounds instead.
@@ -187,10 +191,19 @@ def constraints_for(
             # Several spatial terms all hold: any one of them prunes correctly.
             if found is not None and (regions is None or _smaller(found, regions)):
                 regions = found
-        found_keys = _keys(term, alias, table)
-        if found_keys is not None:
-            keys = found_keys if keys is None else tuple(k for k in keys if k in found_keys)
-    return TableConstraints(regions, keys)
+        keys = _both(keys, _keys(term, alias, table, key_column(table)))
+        if own_column is not None:
+            own_keys = _both(own_keys, _keys(term, alias, table, own_column))
+    return TableConstraints(regions, keys, own_keys)
+
+
+def _both(
+    known: tuple[object, ...] | None, found: tuple[object, ...] | None
+) -> tuple[object, ...] | None:
+    """The keys two AND-ed terms allow (``None``: no restriction)."""
+    if found is None:
+        return known
+    return found if known is None else tuple(k for k in known if k in found)
 
 
 def _smaller(a: tuple[Region, ...], b: tuple[Region, ...]) -> bool:
@@ -322,8 +335,17 @@ def key_column(table: TableSnapshot) -> str | None:
     return None
 
 
-def _keys(term: exp.Expression, alias: str, table: TableSnapshot) -> tuple[object, ...] | None:
-    column = key_column(table)
+def own_key_column(table: TableSnapshot) -> str | None:
+    """A child table's own key, when an index of its own maps it to chunks."""
+    if table.own_key_index_path is None or len(table.spec.primary_key) != 1:
+        return None
+    return table.spec.primary_key[0]
+
+
+def _keys(
+    term: exp.Expression, alias: str, table: TableSnapshot, column: str | None
+) -> tuple[object, ...] | None:
+    """The values ``term`` allows for ``alias.column``: ``column = v`` or ``IN (...)``."""
     if column is None:
         return None
     node = term.unnest() if isinstance(term, exp.Paren) else term

@@ -132,7 +132,7 @@ def nearest_query(resolved: ResolvedQuery) -> NearestQuery | None:
         return None
     alias = table_node.alias_or_name
     known = constraints_for(alias, table, list(conjuncts(tree.args.get("where"))))
-    if known.regions is not None or known.keys is not None:
+    if known.regions is not None or known.keys is not None or known.own_keys is not None:
         return None  # a cone or keys of its own already keep the query to a few chunks
     ra_column, dec_column = (c.lower() for c in table.spec.own_position)
     for here, there in ((distance.this, distance.expression), (distance.expression, distance.this)):

@@ -59,6 +59,7 @@ from qcat.czar.constraints import (
     constraints_for,
     dec_band_filter,
     healpix_condition,
+    own_key_column,
     row_filter,
 )
 from qcat.czar.errors import QueryError
@@ -616,9 +617,25 @@ def _chunks(
     elif constraints.ranges is not None:
         chunks = table.chunks_overlapping(constraints.ranges)
         notes.append(f"{table.name}: region selects {len(chunks)} of {len(table.chunks)} chunks")
-    if constraints.keys is not None:
-        chunks = _chunks_of_keys(ref, constraints.keys, chunks, data_dir, notes)
+    for keys, index, name in _key_indexes(ref, constraints):
+        chunks = _chunks_of_keys(ref, keys, index, name, chunks, data_dir, notes)
     return chunks
+
+
+def _key_indexes(
+    ref: _Ref, constraints: TableConstraints
+) -> list[tuple[tuple[object, ...], str, str]]:
+    """The wanted keys of ``ref``, each with the index that places them and its name in
+    plan notes: the director key (a child's foreign key), and a child's own key."""
+    table = ref.table
+    out = []
+    if constraints.keys is not None and table.key_index_path is not None:
+        out.append((constraints.keys, table.key_index_path, "director index"))
+    own_column = own_key_column(table)
+    if constraints.own_keys is not None and own_column is not None:
+        assert table.own_key_index_path is not None
+        out.append((constraints.own_keys, table.own_key_index_path, f"index of {own_column}"))
+    return out
 
 
 def _chunks_by_statistics(
@@ -650,16 +667,20 @@ def _chunks_by_bounds(chunks: list[Chunk], regions: tuple[Region, ...]) -> list[
 
 
 def _chunks_of_keys(
-    ref: _Ref, keys: tuple[object, ...], chunks: list[Chunk], data_dir: Path, notes: list[str]
+    ref: _Ref,
+    keys: tuple[object, ...],
+    index: str,
+    index_name: str,
+    chunks: list[Chunk],
+    data_dir: Path,
+    notes: list[str],
 ) -> list[Chunk]:
-    table = ref.table
-    if table.key_index_path is None:
-        return chunks
-    found = _locate_keys(data_dir / table.key_index_path, keys)
+    """Those of ``chunks`` at the pixels where ``index`` puts ``keys``."""
+    found = _locate_keys(data_dir / index, keys)
     wanted = {(f.partition.order, f.partition.pixel) for f in found.values()}
     selected = [c for c in chunks if (c.order, c.pixel) in wanted]
     notes.append(
-        f"{table.name}: director index maps {len(keys)} key(s) to {len(selected)} chunk(s)"
+        f"{ref.table.name}: {index_name} maps {len(keys)} key(s) to {len(selected)} chunk(s)"
     )
     return selected
 
@@ -696,21 +717,23 @@ def _row_filter(ref: _Ref, constraints: TableConstraints, data_dir: Path) -> lis
 
 
 def _key_filter(ref: _Ref, constraints: TableConstraints, data_dir: Path) -> list[exp.Expression]:
-    """``_healpix_29`` of the wanted keys, from an index that stores it.
+    """``_healpix_29`` of the wanted keys, from the indexes that store it.
 
     A key's rows (the director's row and its children's, which carry the
     director's index) all have the key's ``_healpix_29``, and partition files
     are sorted by it, so this turns a scan of the key column of the whole
-    chunk into a read of the one row group holding those rows.
+    chunk into a read of the one row group holding those rows. A child's own
+    key index stores its row's ``_healpix_29`` the same way.
     """
-    keys, index = constraints.keys, ref.table.key_index_path
-    if keys is None or index is None:
-        return []
-    cells = {found.healpix_29 for found in _locate_keys(data_dir / index, keys).values()}
-    if None in cells:  # an index written before it stored _healpix_29
-        return []
-    ranges = np.array(sorted((h, h + 1) for h in cells if h is not None), dtype=np.int64)
-    return [healpix_condition(exp.column(HEALPIX_COLUMN, table=ref.alias), ranges.reshape(-1, 2))]
+    out = []
+    for keys, index, _ in _key_indexes(ref, constraints):
+        cells = {found.healpix_29 for found in _locate_keys(data_dir / index, keys).values()}
+        if None in cells:  # an index written before it stored _healpix_29
+            continue
+        ranges = np.array(sorted((h, h + 1) for h in cells if h is not None), dtype=np.int64)
+        column = exp.column(HEALPIX_COLUMN, table=ref.alias)
+        out.append(healpix_condition(column, ranges.reshape(-1, 2)))
+    return out
 
 
 def _chunk_local(
@@ -743,13 +766,17 @@ def _chunk_local(
         other = next(r for r in refs if r.table.partitioned and r is not driver)
         keys = constraints[other.index].keys
         if keys is not None and driver_constraints.keys is None:
-            driver_constraints = TableConstraints(driver_constraints.regions, keys)
+            driver_constraints = replace(driver_constraints, keys=keys)
     chunks = _chunks(driver, driver_constraints, data_dir, notes)
     chunks = _chunks_by_statistics(driver, terms_of(driver), chunks, notes)
     if shape.kind == "single" and len(refs) > 1:
         chunks = _near_broadcast_positions(driver, refs, terms, chunks, data_dir, notes)
     if shape.kind == "director-child":
         child = next(r for r in refs if r.table.partitioned and r is not driver)
+        # The child's own keys sit in the chunks their directors share.
+        own = replace(constraints[child.index], keys=None)
+        for keys, index, name in _key_indexes(child, own):
+            chunks = _chunks_of_keys(child, keys, index, name, chunks, data_dir, notes)
         regions = constraints[child.index].regions
         if regions is not None:  # an inner join: only chunks whose children may match
             holding = {c.partition for c in _chunks_by_bounds(list(child.table.chunks), regions)}
@@ -767,7 +794,7 @@ def _chunk_local(
         near = refs[shape.margin]
         grown = _grown(constraints[driver.index], shape.radius)
         if grown is not None and constraints[near.index].regions is None:
-            constraints[near.index] = TableConstraints(grown, constraints[near.index].keys)
+            constraints[near.index] = replace(constraints[near.index], regions=grown)
     filters = {r.index: _row_filter(r, constraints[r.index], data_dir) for r in refs}
     extra = [c for r in refs if r.index not in derived for c in filters[r.index]]
     if shape.kind in ("neighbours", "crossmatch"):
