@@ -64,6 +64,12 @@ MEDIUM = {
 
 #: Questions users write with a subquery or an outer join, which the engine rewrites
 #: (docs/query-engine.md, "Subqueries answered first", outer director-child joins).
+#: Lookups by a child table's own key (its own index, docs/ingest.md).
+CHILD_KEY = {
+    "a source by its own id (child key index)": (
+        "SELECT * FROM demo.Source WHERE sourceId = {source_key}"
+    ),
+}
 REWRITTEN = {
     "light curves of a cone's objects (IN subquery)": (
         "SELECT s.* FROM demo.Source s WHERE s.objectId IN (SELECT objectId FROM demo.Object "
@@ -201,9 +207,11 @@ def main() -> None:
             )
         raw.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{target}')")
     key = raw.sql("SELECT objectId FROM object LIMIT 1 OFFSET 123457").fetchall()[0][0]
+    source_key = raw.sql("SELECT sourceId FROM source LIMIT 1 OFFSET 55555555").fetchall()[0][0]
     ra, dec = CONE_CENTRE
     values = {
         "key": key,
+        "source_key": source_key,
         "ra": ra,
         "dec": dec,
         "ra0": ra - 0.61,
@@ -221,7 +229,7 @@ def main() -> None:
     ) as pool:
         engine = QueryEngine(args.data, pool.locations)
         try:
-            for label, template in {**LOW_VOLUME, **MEDIUM, **REWRITTEN}.items():
+            for label, template in {**LOW_VOLUME, **MEDIUM, **CHILD_KEY, **REWRITTEN}.items():
                 if args.only not in label:
                     continue
                 adql = template.format(**values)

@@ -109,6 +109,9 @@ class IngestOptions:
     memory_limit: str = str(_setting("ingest_memory_limit"))
     index_row_group_rows: int = int(_setting("index_row_group_rows"))
     orphans: Literal["reject", "keep"] = "reject"
+    #: Also index a child table's own primary key (``sourceId``); once a version has
+    #: that index, later ingests and re-placements keep it (:func:`_indexed_key`).
+    child_key_index: bool = False
     #: Columns a plain table's file is sorted by (then by the primary key). Sorting by a
     #: column queries filter on makes its row-group statistics skip most of the file.
     plain_order: tuple[str, ...] = ()
@@ -553,6 +556,8 @@ def ingest_table(
     new partitions; the director and its children are committed together.
     """
     opts = options or IngestOptions()
+    if opts.child_key_index:
+        child_key(spec)  # refuse before anything is read
     data_dir.mkdir(parents=True, exist_ok=True)
     store = MetadataStore.for_data_dir(data_dir)
     name = spec.qualified_name
@@ -729,17 +734,33 @@ class _Transaction:
             self.store.mark_cleaned(ingest_id)
 
 
-def _indexed_key(spec: TableSpec) -> str | None:
+def _indexed_key(spec: TableSpec, opts: IngestOptions, old: VersionRecord | None) -> str | None:
     """The column a partitioned table's key index maps to chunks: a director's key,
-    or a child table's own single-column primary key (``sourceId``). A child's
-    rows are also found through its director's index by their foreign key; its
-    own key is spread over every chunk and, without an index of its own, a
-    lookup by it reads the key column of the whole table."""
+    or a child table's own primary key (``sourceId``) when asked for, now or by an
+    earlier version (like a database index, it stays once made).
+
+    A child's rows are found through its director's index by their foreign
+    key; its own key is spread over every chunk and, without an index of its
+    own, a lookup by it reads the key column of the whole table. The index
+    costs a sort of the key at ingest, so it is the operator's choice.
+    """
     if spec.kind == "director":
         return spec.director_key
-    if spec.kind == "child" and len(spec.primary_key) == 1:
-        return spec.primary_key[0]
+    wanted = opts.child_key_index or (old is not None and old.index_path is not None)
+    if spec.kind == "child" and wanted:
+        return child_key(spec)
     return None
+
+
+def child_key(spec: TableSpec) -> str:
+    """The child table's one-column primary key, which its own index maps to chunks."""
+    if spec.kind != "child" or len(spec.primary_key) != 1:
+        raise SchemaError(
+            f"{spec.qualified_name}: a key index of its own needs a child table with a "
+            f"one-column primary key (this is a {spec.kind} table with primary key "
+            f"{', '.join(spec.primary_key) or 'none'}); a director's key is always indexed"
+        )
+    return spec.primary_key[0]
 
 
 def _build_version(
@@ -795,7 +816,7 @@ def _build_version(
             build.child_placement(director_spec, [data_dir / p.path for p in director_parts])
             parts = build.child_layout([Partition(p.order, p.pixel) for p in director_parts])
         margins = spec.kind == "director" and opts.margin_arcsec > 0
-        index_key = _indexed_key(spec)
+        index_key = _indexed_key(spec, opts, old)
         partitions = build.write_partitioned(
             parts, margins=margins, index_key=index_key, total=total
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -41,8 +42,10 @@ def run_demo(
         marker.write_text(f"{files.n_objects} objects, {files.n_sources} sources\n")
     tables = load_felis(schema_path())
     options = IngestOptions(threshold=threshold, show_progress=show_progress)
-    for name, pattern in (("demo.Object", "Object-*.parquet"), ("demo.Source", "Source-*.parquet")):
-        ingest_table(data_dir, tables[name], sorted(inputs.glob(pattern)), options)
+    ingest_table(data_dir, tables["demo.Object"], sorted(inputs.glob("Object-*.parquet")), options)
+    # Sources are looked up by their own id too (a DataLink, a light curve's point).
+    sources = sorted(inputs.glob("Source-*.parquet"))
+    ingest_table(data_dir, tables["demo.Source"], sources, replace(options, child_key_index=True))
     out = sys.stdout
     rendered = None
     if images:

@@ -71,12 +71,14 @@ def open_catalog(
     timeout_s: float = 120.0,
     row_group_rows: int = 100_000,
     object_id_offset: int = 0,
+    source_key_index: bool = False,
 ) -> Iterator[Catalog]:
     """Ingest a demo catalog under ``root``, start ``workers`` workers and an engine.
 
     ``visits`` > 0 adds the plain table ``survey.Visit`` (see :func:`make_visits`).
     ``row_group_rows`` sets the Parquet row groups of the partition files.
     ``object_id_offset`` is added to every objectId (survey-sized ids, past 2**53).
+    ``source_key_index`` also indexes Source's own key (``sourceId``).
     """
     demo = make_demo(n_objects, seed=seed)
     if object_id_offset:
@@ -87,7 +89,9 @@ def open_catalog(
     # In-process ingest (the CLI's own tests cover ``qcat ingest``): seconds faster.
     options = IngestOptions(threshold=threshold, row_group_rows=row_group_rows, show_progress=False)
     ingest_table(data, demo.object_spec, [objects], options)
-    ingest_table(data, demo.source_spec, [sources], options)
+    ingest_table(
+        data, demo.source_spec, [sources], replace(options, child_key_index=source_key_index)
+    )
     raw = duckdb.connect()
     raw.execute(f"CREATE VIEW object AS SELECT * FROM read_parquet('{objects}')")
     raw.execute(f"CREATE VIEW source AS SELECT * FROM read_parquet('{sources}')")

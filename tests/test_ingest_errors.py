@@ -185,6 +185,7 @@ def test_orphan_children_rejected_or_kept(
         "--quiet",
         "--orphans",
         "keep",
+        "--key-index",
         f,
     )
     after = dict((n, r) for n, _, r, _ in state(published))
@@ -205,8 +206,8 @@ def test_orphan_children_rejected_or_kept(
     rebuilt = dict((n, (v, r)) for n, v, r, _ in state(published))
     assert rebuilt["demo.Source"] == (3, after["demo.Source"])
     assert rebuilt["demo.Object"][1] == after["demo.Object"] + 500
-    # The re-placed child's own key index places a kept orphan (in the chunk of its own
-    # position) and a source of a director alike.
+    # The re-placed child keeps the key index asked for by the append before; it places
+    # a kept orphan (in the chunk of its own position) and a director's source alike.
     for key, owner in ((new_ids[3].as_py(), ids[3].as_py()), (src["sourceId"][3].as_py(), None)):
         adql = f"SELECT sourceId, objectId FROM demo.Source WHERE sourceId = {key}"
         plan = run_qcat("adql", "explain", "--data", published, adql).stdout
@@ -215,6 +216,16 @@ def test_orphan_children_rejected_or_kept(
         run_qcat("query", "--data", published, "-o", out, adql)
         owner = src["objectId"][3].as_py() if owner is None else owner
         assert out.read_text().split() == ["sourceId,objectId", f"{key},{owner}"]
+
+
+def test_a_key_index_is_only_for_a_child_table(
+    published: Path, tmp_path: Path, demo_small: DemoTables, run_qcat: RunQcat
+) -> None:
+    f = write_as(new_objects(demo_small), tmp_path / "more.parquet", "parquet")
+    err = ingest_fails(
+        run_qcat, published, demo_small.schema, "demo.Object", f, extra=("--key-index",)
+    )
+    assert "demo.Object" in err and "one-column primary key" in err and "director" in err
 
 
 def test_truncated_file(

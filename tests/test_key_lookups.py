@@ -27,7 +27,9 @@ from tests.engine_support import Catalog, open_catalog, raw, run
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
     root = tmp_path_factory.mktemp("keys")
-    with open_catalog(root, n_objects=3000, seed=23, threshold=1500, row_group_rows=40) as opened:
+    with open_catalog(
+        root, n_objects=3000, seed=23, threshold=1500, row_group_rows=40, source_key_index=True
+    ) as opened:
         yield opened
 
 
@@ -169,6 +171,16 @@ def test_director_child_join_by_the_child_key(catalog: Catalog) -> None:
     sql = adql.replace("demo.Object AS", "object").replace("demo.Source AS", "source")
     want = raw(catalog, sql)
     assert len(want) == 3 and run(catalog, adql) == want
+
+
+def test_without_its_own_index_a_source_is_found_by_a_scan(big_ids: Catalog) -> None:
+    """The index is asked for at ingest (``--key-index``): without it, every chunk."""
+    assert big_ids.engine.catalog().table("demo.Source").own_key_index_path is None
+    (key,) = _source_ids(big_ids, 77)
+    adql = f"SELECT sourceId, objectId FROM demo.Source WHERE sourceId = {key}"
+    assert "index of sourceId" not in _notes(big_ids, adql)
+    want = raw(big_ids, adql.replace("demo.Source", "source"))
+    assert len(want) == 1 and run(big_ids, adql) == want
 
 
 def test_the_child_index_holds_every_key(catalog: Catalog) -> None:

@@ -148,6 +148,20 @@ def test_serve_answers_and_stops_cleanly_on_sigint(
     assert any('"SELECT COUNT(*) AS n FROM demo.Object"' in line for line in log)
 
 
+def test_the_demo_sources_are_found_by_their_own_id(demo_data: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first.csv"
+    top = "SELECT TOP 1 sourceId, objectId FROM demo.Source ORDER BY sourceId DESC"
+    qcat_cli("query", "--data", demo_data, "-o", first, top)
+    header, row = first.read_text().split()
+    source_id = row.split(",")[0]
+    adql = f"SELECT sourceId, objectId FROM demo.Source WHERE sourceId = {source_id}"
+    plan = qcat_cli("adql", "explain", "--data", demo_data, adql).stdout
+    assert "index of sourceId maps 1 key(s) to 1 chunk(s)" in plan
+    found = tmp_path / "found.csv"
+    qcat_cli("query", "--data", demo_data, "-o", found, adql)
+    assert found.read_text().split() == [header, row]
+
+
 def test_a_restart_keeps_finished_jobs_and_fails_running_ones(demo_data: Path) -> None:
     """Kill -9 the service while one job runs and after another finished, then restart it."""
     slow = (  # ~3e10 rows of a triple cross join: still running when the service is killed
