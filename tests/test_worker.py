@@ -394,6 +394,57 @@ def test_cancel_stops_running_tasks_on_both_workers(clients: list[WorkerClient])
         assert c.cancel("nothing-running") == 0
 
 
+def test_a_finished_task_leaves_its_cursor_to_a_task_over_the_same_files(
+    data_dir: Path, partitions: list[PartitionRecord]
+) -> None:
+    """The next task over the same files skips creating its views; a task that failed or
+    was stopped closes its cursor, and what runs next is neither stopped nor wrong."""
+    a, b = partitions[0], partitions[1]
+    on_a, on_b = {"obj": [a.path]}, {"obj": [b.path]}
+    ids = "SELECT objectId FROM obj"
+
+    def want(p: PartitionRecord) -> list[int]:
+        return sorted(pq.read_table(data_dir / p.path, columns=["objectId"])[0].to_pylist())
+
+    def got(t: ChunkTask) -> list[int]:
+        return sorted(client.run(t).read_all()[0].to_pylist())
+
+    with LocalWorkers(data_dir, 1, memory_limit="256MB") as pool:
+        client = WorkerClient(pool.locations[0])
+
+        def idle() -> int:
+            return int(client.health()["idle_cursors"])
+
+        assert idle() == 0
+        assert got(task(ids, on_a)) == want(a)
+        assert _eventually(lambda: idle() == 1)
+        assert got(task(ids, on_a)) == want(a)  # took the idle cursor, gave it back
+        assert _eventually(lambda: idle() == 1)
+        assert got(task(ids, on_b)) == want(b)  # other files: a cursor of their own
+        assert _eventually(lambda: idle() == 2)
+        with pytest.raises(TaskError, match="Conversion Error"):
+            client.run(task("SELECT CAST('x' || objectId AS INT) FROM obj", on_a)).read_all()
+        assert _eventually(lambda: idle() == 1) and client.health()["running_tasks"] == 0
+        slow = (
+            "SELECT sum(hash(range + objectId)) FROM range(10000000000), "
+            "(SELECT objectId FROM obj LIMIT 1)"
+        )
+        errors: list[BaseException] = []
+        runner = threading.Thread(
+            target=_drain, args=(client, task(slow, on_b, query_id="stop"), errors)
+        )
+        runner.start()
+        assert _eventually(lambda: client.health()["running_tasks"] == 1 and idle() == 0)
+        assert client.cancel("stop") == 1
+        runner.join(10)
+        assert [type(e) for e in errors] == [TaskCancelled]
+        assert _eventually(lambda: client.health()["running_tasks"] == 0) and idle() == 0
+        assert got(task(ids, on_b)) == want(b)
+        assert got(task(ids, on_a)) == want(a)
+        assert _eventually(lambda: idle() == 2)
+        client.close()
+
+
 def test_max_tasks_queues_extra_tasks(data_dir: Path) -> None:
     with LocalWorkers(data_dir, 1, memory_limit="256MB", max_tasks=1) as pool:
         client = WorkerClient(pool.locations[0])

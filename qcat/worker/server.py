@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from qcat.errors import ConfigError, QcatError
+from qcat.worker.cursors import CursorLease, IdleCursors
 from qcat.worker.errors import TaskError
 from qcat.worker.files import (
     NotInAttachedCatalog,
@@ -41,7 +42,7 @@ from qcat.worker.files import (
     servable_path,
     tables_root,
 )
-from qcat.worker.lockdown import bind_relations, check_single_select, open_locked_database
+from qcat.worker.lockdown import check_single_select, open_locked_database
 from qcat.worker.protocol import ACTIONS, flight_error, to_json
 from qcat.worker.registry import TaskRegistry, TaskRun, TaskStopped
 from qcat.worker.settings import default, duckdb_threads
@@ -97,6 +98,7 @@ class WorkerServer(flight.FlightServerBase):
         self._attached: tuple[Path, ...] = ()
         try:
             self._con = self._open_database(self._attached)
+            self._cursors = IdleCursors(self._con)
         except duckdb.Error as e:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             raise ConfigError(f"worker DuckDB setup failed: {e}") from None
@@ -124,25 +126,26 @@ class WorkerServer(flight.FlightServerBase):
         except TaskStopped as e:
             raise _stopped_error(e.run) from None
         try:
-            reader = self._start(run)
+            reader, lease = self._start(run)
         except BaseException as e:
             self._end(run)
             raise _task_error(run, e) from None
-        return flight.GeneratorStream(reader.schema, self._stream(run, reader))
+        return flight.GeneratorStream(reader.schema, self._stream(run, reader, lease))
 
-    def _start(self, run: TaskRun) -> pa.RecordBatchReader:
+    def _start(self, run: TaskRun) -> tuple[pa.RecordBatchReader, CursorLease]:
         task = run.task
         self._tasks.acquire_slot(run)
         files = self._task_files(task)
         with self._cursor_lock:
-            cursor = self._con.cursor()
-        self._tasks.attach(run, cursor)
-        statement = check_single_select(cursor, task.sql, run.where)
-        bind_relations(cursor, files)
+            cursors = self._cursors
+        lease = cursors.take(files)  # an idle cursor already viewing these files, if any
+        self._tasks.attach(run, lease.cursor)
+        statement = check_single_select(lease.cursor, task.sql, run.where)
+        lease.bind(files)
         self._tasks.check(run)
-        reader = cursor.sql(statement).to_arrow_reader(self.batch_rows)
+        reader = lease.cursor.sql(statement).to_arrow_reader(self.batch_rows)
         self._tasks.check(run)
-        return reader
+        return reader, lease
 
     # -- attached catalogs -------------------------------------------------------------
 
@@ -188,15 +191,21 @@ class WorkerServer(flight.FlightServerBase):
             except duckdb.Error as e:
                 raise TaskError(f"cannot open the attached catalogs {attached}: {e}") from None
             log.info("attached catalogs now %s: database reopened", [str(a) for a in attached])
-            self._con, self._attached = con, attached
+            old = self._cursors
+            self._con, self._attached, self._cursors = con, attached, IdleCursors(con)
+        old.close()
 
-    def _stream(self, run: TaskRun, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    def _stream(
+        self, run: TaskRun, reader: pa.RecordBatchReader, lease: CursorLease
+    ) -> Iterator[pa.RecordBatch]:
+        completed = False
         try:
             while True:
                 self._tasks.check(run)
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
+                    completed = True
                     return
                 yield batch
         except GeneratorExit:  # the client went away: just clean up
@@ -204,11 +213,15 @@ class WorkerServer(flight.FlightServerBase):
         except BaseException as e:
             raise _task_error(run, e) from None
         finally:
-            self._end(run)
+            self._end(run, lease if completed else None)
 
-    def _end(self, run: TaskRun) -> None:
-        self._tasks.finish(run)
-        if run.cursor is not None:
+    def _end(self, run: TaskRun, completed: CursorLease | None = None) -> None:
+        """Unregister ``run``; its cursor is kept for the next task over the same files
+        when the task ``completed`` and was never stopped, else closed."""
+        self._tasks.finish(run)  # from here on nothing interrupts its cursor
+        if completed is not None and run.stop_reason is None:
+            completed.end(reusable=True)
+        elif run.cursor is not None:
             run.cursor.close()
 
     # -- DoAction ------------------------------------------------------------------
@@ -246,6 +259,7 @@ class WorkerServer(flight.FlightServerBase):
             "status": "ok",
             "pid": os.getpid(),
             "running_tasks": self._tasks.running(),
+            "idle_cursors": self._cursors.idle(),
             "max_tasks": self._tasks.max_tasks,
             "rss_bytes": psutil.Process().memory_info().rss,
             "uptime_s": round(time.monotonic() - self._started, 3),
@@ -336,6 +350,7 @@ class WorkerServer(flight.FlightServerBase):
 
     def _release(self) -> None:
         self._tasks.close()
+        self._cursors.close()
         self._con.close()
         with self._store_lock:
             if self._store is not None:
