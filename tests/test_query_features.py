@@ -773,6 +773,57 @@ def test_derived_tables_computed_by_each_chunk(
     assert any(n.startswith("derived table ") for n in plan.notes), plan.notes
 
 
+def test_outer_terms_on_group_keys_select_a_derived_tables_chunks(catalog: Catalog) -> None:
+    """A term of the query about a derived table's group keys holds for whole groups, so
+    it selects the derived table's chunks and rows; terms on aggregates, on other tables
+    or under an outer join do not."""
+    (key,), (other,) = raw(
+        catalog, "SELECT objectId FROM source ORDER BY objectId LIMIT 2 OFFSET 999"
+    )
+    grouped = (
+        "(SELECT objectId, band, COUNT(*) AS n, AVG(psFlux) AS f FROM {} GROUP BY objectId, band)"
+    )
+    pruned = [
+        f"SELECT * FROM {grouped} AS t WHERE t.objectId = {key}",
+        f"SELECT t.objectId, t.band, t.n FROM {grouped} AS t "
+        f"WHERE t.objectId IN ({key}, {other}) AND t.n > 1 AND t.band <> 'u'",
+        f"WITH lc AS {grouped} SELECT * FROM lc WHERE lc.objectId = {key} ORDER BY lc.band",
+        "SELECT t.objectId, t.n FROM (SELECT objectId, coord_ra, coord_dec, COUNT(*) AS n "
+        "FROM {} GROUP BY objectId, coord_ra, coord_dec) AS t "
+        "WHERE CONTAINS(POINT(t.coord_ra, t.coord_dec), CIRCLE(266.4, -28.9, 2)) = 1",
+    ]
+    chunks = len(catalog.engine.catalog().table("demo.Source").chunks)
+    for i, query in enumerate(pruned):
+        table = "demo.Object" if "coord_ra" in query else "demo.Source"
+        adql = query.format(table)
+        sql = query.format("object" if table == "demo.Object" else "source")
+        if "CONTAINS" in sql:
+            sql = sql.replace(
+                "CONTAINS(POINT(t.coord_ra, t.coord_dec), CIRCLE(266.4, -28.9, 2)) = 1",
+                haversine("t.coord_ra", "t.coord_dec", "266.4", "-28.9") + " < 2",
+            )
+        want = raw(catalog, sql)
+        assert want, adql
+        assert_rows_close(run(catalog, adql), want, ordered="ORDER BY" in adql)
+        notes = " / ".join(catalog.engine.explain(adql).notes)
+        assert "term(s) of the query on its group keys" in notes, notes
+        tasks = int(notes.split(" chunk task(s)")[0].rsplit(" ", 1)[-1])
+        assert tasks < chunks, (i, notes)
+    kept = [  # an aggregate, another table, an outer join: nothing moves inside
+        f"SELECT t.objectId FROM {grouped} AS t WHERE t.n > 24",
+        f"SELECT o.objectId, t.n FROM demo.Object AS o JOIN {grouped} AS t "
+        f"ON t.objectId = o.objectId WHERE t.objectId + 0 = o.objectId AND o.objectId = {key}",
+        f"SELECT o.objectId, t.n FROM demo.Object AS o LEFT JOIN {grouped} AS t "
+        f"ON t.objectId = o.objectId AND t.band = 'g' WHERE o.objectId = {key} AND t.n IS NULL",
+    ]
+    for query in kept:
+        adql = query.format("demo.Source")
+        sql = adql.replace("demo.Object AS", "object").replace("demo.Source", "source")
+        assert_rows_close(run(catalog, adql), raw(catalog, sql), ordered=False)
+        notes = " / ".join(catalog.engine.explain(adql).notes)
+        assert "term(s) of the query on its group keys" not in notes, notes
+
+
 def test_derived_tables_chunks_cannot_compute_are_gathered(catalog: Catalog) -> None:
     """Grouped by another column, cut by TOP, or joined otherwise than on the key."""
     for adql, sql in (

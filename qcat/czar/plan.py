@@ -63,6 +63,7 @@ from qcat.czar.constraints import (
     row_filter,
 )
 from qcat.czar.errors import QueryError
+from qcat.czar.pushdown import terms_inside
 from qcat.czar.resolve import ResolvedQuery, qualified_name
 from qcat.czar.split import CHUNKS, NotSplittable, has_aggregates, split, splits_as_is
 from qcat.czar.statistics import chunks_within, column_bounds
@@ -748,18 +749,30 @@ def _chunk_local(
     derived = {d.ref.index: d for d in _derived_tables(tree, refs) or []}
     terms = _where_terms(tree)
     driver = refs[shape.driver]
+    # The query's terms on a derived table's group keys prune it too; not under an
+    # outer join, where a derived table's missing rows would become NULLs instead.
+    outer = any(j.side for j in tree.args.get("joins") or [])
+    inside = {
+        i: [] if outer else terms_inside(terms, d.alias, d.select) for i, d in derived.items()
+    }
 
     def terms_of(ref: _Ref) -> list[exp.Expression]:
-        """The terms that concern ``ref``: its derived table's own, the query's, or none
-        (a subquery's table: the query's terms do not filter it)."""
+        """The terms that concern ``ref``: its derived table's own and those of the query
+        that hold inside it, the query's, or none (a subquery's table: the query's terms
+        do not filter it)."""
         if ref.index in derived:
-            return _where_terms(derived[ref.index].select)
+            return _where_terms(derived[ref.index].select) + inside[ref.index]
         return terms if ref.node.parent_select is tree else []
 
     constraints = {r.index: constraints_for(r.alias, r.table, terms_of(r)) for r in refs}
     for d in derived.values():
         d.select.meta[DERIVED] = d.ref.index  # found again in the translated tree
         notes.append(f"derived table {d.alias}: each chunk computes its rows of {d.ref.table.name}")
+        if inside[d.ref.index]:
+            notes.append(
+                f"derived table {d.alias}: {len(inside[d.ref.index])} term(s) of the query on "
+                "its group keys (or columns) select its chunks and rows"
+            )
     # A director-child join: keys or regions on either side select the same chunks.
     driver_constraints = constraints[driver.index]
     if shape.kind == "director-child":
