@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
 import socket
 import threading
@@ -114,4 +115,8 @@ def serve_data_dir(
         with Service.start(
             data_dir, workers=workers, worker_memory_limit=worker_memory_limit, settings=settings
         ) as service:
+            # What start-up made (modules, the catalog, the warmed-up plans) lives as long
+            # as the process: the collector need not walk it again and again while serving.
+            gc.collect()
+            gc.freeze()
             run_server(service, sock, on_ready=lambda: announce(url))

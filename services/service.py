@@ -131,6 +131,7 @@ class Service:
                 timeout_s=settings.tap_sync_timeout_s,
                 memory_limit=settings.serve_czar_memory_limit,
             )
+            engine.warm_up()  # the first user query need not pay for one-time imports
         except BaseException:
             pool.stop()
             raise

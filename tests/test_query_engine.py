@@ -706,3 +706,27 @@ def test_a_new_version_is_seen_by_the_next_query(tmp_path: Path) -> None:
             assert engine.execute(count).read_all().column(0).to_pylist() == [600]
         finally:
             engine.close()
+
+
+WARM_UP = """
+import json, sys
+from pathlib import Path
+from qcat.czar import plan
+from qcat.czar.engine import QueryEngine
+engine = QueryEngine(Path(sys.argv[1]), ["grpc://127.0.0.1:9"])  # nothing runs: no worker
+warmed = engine.warm_up()
+print(json.dumps({"warmed": warmed, "indexes": plan._open_index.cache_info().currsize}))
+"""
+
+
+def test_warm_up_plans_each_director_table_in_a_fresh_process(catalog: Catalog) -> None:
+    """A service warms up before it serves: the director index's footer is read, and the
+    one-time imports a first query would pay for are done, without running anything."""
+    done = subprocess.run(
+        [sys.executable, "-c", WARM_UP, str(catalog.data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip() == '{"warmed": ["demo.Object"], "indexes": 1}', done.stderr
