@@ -119,4 +119,7 @@ def serve_data_dir(
             # as the process: the collector need not walk it again and again while serving.
             gc.collect()
             gc.freeze()
-            run_server(service, sock, on_ready=lambda: announce(url))
+            try:
+                run_server(service, sock, on_ready=lambda: announce(url))
+            finally:
+                gc.unfreeze()  # or the interpreter's last collection never frees them

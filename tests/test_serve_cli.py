@@ -143,6 +143,7 @@ def test_serve_answers_and_stops_cleanly_on_sigint(
     status, err = stop(serve_process, signal.SIGINT)
     assert status == 0, err
     assert "stopped" in err and "Traceback" not in err
+    assert "leaked" not in err  # objects frozen at start-up are freed at exit
     assert gone(pids)
     log = (demo_data / "logs" / "queries.jsonl").read_text().splitlines()
     assert any('"SELECT COUNT(*) AS n FROM demo.Object"' in line for line in log)
@@ -248,6 +249,7 @@ def test_demo_serves_explains_and_stops_on_sigterm(
             assert any(h.data is not None and 0 < h.data.size < 512 * 512 for h in cutout)
         status, err = stop(proc, signal.SIGTERM)
         assert status == 0, err
+        assert "Traceback" not in err and "leaked" not in err, err
         assert gone(pids)
     finally:
         if proc.poll() is None:
