@@ -6,14 +6,20 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 
-def start_qcat_serve(data: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
-    """Start ``qcat serve`` on a free port of 127.0.0.1; return the process and its base
-    URL (``http://127.0.0.1:PORT``) once it listens. The caller terminates the process."""
+def start_qcat_serve(
+    data: Path, workers: int, settings: Sequence[str] = ()
+) -> tuple[subprocess.Popen[str], str]:
+    """Start ``qcat serve`` on a free port of 127.0.0.1 (with ``--set`` for each of
+    ``settings``, ``NAME=VALUE``); return the process and its base URL
+    (``http://127.0.0.1:PORT``) once it listens. The caller terminates the process."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "qcat", "serve", "--data", str(data), "--port", "0"]
+    for assignment in settings:
+        command += ["--set", assignment]
     proc = subprocess.Popen(
         [*command, "--workers", str(workers)],
         stdout=subprocess.PIPE,

@@ -277,14 +277,34 @@ def _existing_spec(data_dir: Path, table: str) -> Any:
         store.close()
 
 
+#: ``--set NAME=VALUE`` of ``qcat serve`` and ``qcat demo``: the service's limits.
+service_settings_option = click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set one of the service's named settings (repeatable), e.g. --set "
+    "tap_client_queries=16 --set public_url=https://data.example.org; "
+    "they are listed in docs/service.md.",
+)
+
+
 @main.command()
 @data_option
 @setting_option("--host", "serve_host")
 @setting_option("--port", "serve_port", int)
 @setting_option("--workers", "serve_workers", int)
 @setting_option("--worker-memory-limit", "serve_worker_memory_limit")
+@service_settings_option
 @_reports_errors
-def serve(data: Path | None, host: str, port: int, workers: int, worker_memory_limit: str) -> None:
+def serve(
+    data: Path | None,
+    host: str,
+    port: int,
+    workers: int,
+    worker_memory_limit: str,
+    assignments: tuple[str, ...],
+) -> None:
     """Serve the tables of the data directory over HTTP: TAP (/tap) and /healthz.
 
     Starts --workers local worker processes and the TAP service, prints the
@@ -296,9 +316,12 @@ def serve(data: Path | None, host: str, port: int, workers: int, worker_memory_l
       qcat serve --data ./qcat-data                  # http://127.0.0.1:8080/tap
       qcat serve --data /srv/qcat --host 0.0.0.0 --port 80 --workers 8
       qcat serve --port 0                            # any free port (printed)
+      qcat serve --set public_url=https://data.example.org --set tap_client_queries=8
     """
     from services.server import serve_data_dir
+    from services.settings import ServiceSettings
 
+    settings = ServiceSettings.assigned(assignments)  # checked before anything starts
     serve_data_dir(
         resolve_data_dir(data),
         host=host,
@@ -306,6 +329,7 @@ def serve(data: Path | None, host: str, port: int, workers: int, worker_memory_l
         workers=workers,
         worker_memory_limit=worker_memory_limit,
         announce=lambda url: _announce(f"qcat TAP service at {url} (Ctrl-C stops it)"),
+        settings=settings,
     )
     click.echo("stopped: workers shut down", err=True)
 
@@ -339,6 +363,7 @@ def _announce(text: str) -> None:
 )
 @click.option("--no-serve", is_flag=True, help="Only generate and ingest the data; do not serve.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
+@service_settings_option
 @_reports_errors
 def demo(
     data: Path | None,
@@ -352,6 +377,7 @@ def demo(
     images: bool,
     no_serve: bool,
     quiet: bool,
+    assignments: tuple[str, ...],
 ) -> None:
     """Generate the demo survey (catalog and images), ingest it and serve it over TAP and SIA.
 
@@ -368,7 +394,9 @@ def demo(
       qcat demo --objects 10000000 --data /big/qcat-data --no-serve --no-images
     """
     from qcat.demo_service import demo_instructions, run_demo
+    from services.settings import ServiceSettings
 
+    settings = ServiceSettings.assigned(assignments)  # checked before the data is made
     data_dir = resolve_data_dir(data)
     rendered = run_demo(
         data_dir,
@@ -389,6 +417,7 @@ def demo(
         workers=workers,
         worker_memory_limit=worker_memory_limit,
         announce=lambda url: _announce(demo_instructions(url, rendered)),
+        settings=settings,
     )
     click.echo("stopped: workers shut down", err=True)
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 from qcat.config import SETTINGS
+from qcat.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,31 @@ class ServiceSettings:
     sia_maxrec_hard: int
 
     @classmethod
+    def assigned(cls, assignments: Sequence[str]) -> ServiceSettings:
+        """The defaults with ``NAME=VALUE`` assignments applied (``qcat serve --set``).
+
+        A value takes the type of the setting's field; numbers must be positive.
+        Raises :class:`ConfigError` naming the assignment at fault.
+        """
+        kinds = {f.name: str(f.type) for f in fields(cls)}  # "int", "float" or "str"
+        names = list(kinds)
+        overrides: dict[str, Any] = {}
+        for assignment in assignments:
+            name, sep, text = assignment.partition("=")
+            name = name.strip()
+            if not sep or not name:
+                raise ConfigError(f"--set {assignment!r}: write NAME=VALUE")
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise ConfigError(
+                    f"--set {assignment}: {name!r} is not a service setting{hint} "
+                    "(they are listed in docs/service.md)"
+                )
+            overrides[name] = _value(assignment, kinds[name], text.strip())
+        return cls.defaults(**overrides)
+
+    @classmethod
     def defaults(cls, **overrides: Any) -> ServiceSettings:
         """The settings' defaults, with ``overrides`` (field name -> value) applied."""
         values: dict[str, Any] = {f.name: SETTINGS[f.name].default for f in fields(cls)}
@@ -42,3 +71,17 @@ class ServiceSettings:
             raise TypeError(f"unknown service settings: {', '.join(sorted(unknown))}")
         values.update(overrides)
         return cls(**values)
+
+
+def _value(assignment: str, kind: str, text: str) -> int | float | str:
+    """``text`` as a value of type ``kind`` (``"int"``, ``"float"`` or ``"str"``)."""
+    if kind == "str":
+        return text
+    try:
+        value: int | float = int(text) if kind == "int" else float(text)
+    except ValueError:
+        noun = "a whole number" if kind == "int" else "a number"
+        raise ConfigError(f"--set {assignment}: the value must be {noun}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--set {assignment}: the value must be positive and finite")
+    return value

@@ -21,7 +21,7 @@ import pytest
 import pyvo
 from astropy.io import fits
 from click.testing import CliRunner
-from pyvo.dal.exceptions import DALQueryError
+from pyvo.dal.exceptions import DALOverflowWarning, DALQueryError
 
 from qcat.cli import main
 from tests.conftest import qcat_cli
@@ -214,6 +214,41 @@ def test_serve_errors_name_the_problem(tmp_path: Path) -> None:
         taken = runner.invoke(main, ["serve", "--data", str(tmp_path), "--port", str(port)])
     assert taken.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in taken.output
+    for assignment, message in (
+        ("tap_client_querie=3", "is not a service setting; did you mean tap_client_queries?"),
+        ("tap_client_queries=many", "the value must be a whole number"),
+        ("tap_sync_timeout_s=0", "the value must be positive and finite"),
+        ("partition_threshold=10", "'partition_threshold' is not a service setting"),
+        ("public_url", "write NAME=VALUE"),
+    ):
+        for command in ("serve", "demo"):
+            args = [command, "--data", str(tmp_path / "nope"), "--set", assignment]
+            refused = runner.invoke(main, args)
+            assert refused.exit_code == 1, refused.output
+            assert f"--set {assignment}" in refused.output or repr(assignment) in refused.output
+            assert message in refused.output, refused.output
+    assert not (tmp_path / "nope").exists()  # refused before anything was made
+
+
+def test_service_settings_are_set_from_the_command_line(demo_data: Path) -> None:
+    proc = start(
+        "serve", "--data", demo_data, "--port", "0", "--workers", "1",
+        "--set", "public_url=https://data.example.org", "--set", "tap_maxrec_default=7",
+    )  # fmt: skip
+    try:
+        url, _ = wait_for_url(proc)
+        capabilities = httpx.get(f"{url}/capabilities", timeout=30).text
+        assert "https://data.example.org/tap" in capabilities
+        assert re.search(r"<default unit=\"row\">7</default>", capabilities), capabilities
+        with pytest.warns(DALOverflowWarning):
+            answer = pyvo.dal.TAPService(url).run_sync("SELECT objectId FROM demo.Object")
+        assert len(answer) == 7 and answer.query_status == "OVERFLOW"
+        status, err = stop(proc, signal.SIGTERM)
+        assert status == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_demo_serves_explains_and_stops_on_sigterm(
