@@ -575,7 +575,9 @@ def ingest_table(
                 _check_compatible(old_spec, spec)
                 name = old_spec.qualified_name
             fresh, fresh_paths = _new_inputs(store, name, old, inputs, result)
-            if not fresh:
+            # Asked to index a published child's own key: a new version of the same rows.
+            indexing = opts.child_key_index and old is not None and old.index_path is None
+            if not fresh and not indexing:
                 result.version = old
                 result.notes.append("every input was ingested before: nothing to do")
                 return result
@@ -591,6 +593,10 @@ def ingest_table(
                 director_spec = store.table(spec.director_table).spec
                 director_parts = store.partitions(director_spec.qualified_name)
             run = _Transaction(data_dir, store)
+            if not fresh:
+                assert old is not None
+                opts = replace(_rebuild_options(opts, old), child_key_index=True)
+                result.notes.append(f"{name}: its own key indexed (no new input; same rows)")
             try:
                 main = run.build(
                     name, spec, opts, fresh, fresh_paths, old, result, director_spec, director_parts

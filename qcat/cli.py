@@ -78,7 +78,8 @@ def main() -> None:
     is_flag=True,
     help="Also index a child table's own primary key, so a lookup by it (WHERE sourceId = N) "
     "reads one chunk instead of every chunk; costs a sort of the key at ingest (the demo "
-    "Source: about a third more time). Later ingests keep the index.",
+    "Source: about a third more time). Later ingests keep the index. Without FILES it "
+    "indexes the published table as it is.",
 )
 @setting_option("--threshold", "partition_threshold", int)
 @setting_option("--highest-order", "highest_order", int)
@@ -118,6 +119,7 @@ def ingest(
       qcat ingest --data ./qcat-data --schema demo.yaml --table demo.Object obj-*.parquet
       qcat ingest --schema demo.yaml --table demo.Source src.csv --orphans keep
       qcat ingest --schema demo.yaml --table demo.Source src-*.parquet --key-index
+      qcat ingest --table demo.Source --key-index     # index the published rows
       qcat ingest --table survey.stars stars.fits --ra RA_ICRS --dec DE_ICRS --key id
       qcat ingest --attach /archive/gaia_dr3_hats --table gaia.source
     """
@@ -150,9 +152,10 @@ def ingest(
             data_dir, attach, table, schema_path=schema, key=key, options=options
         )
     else:
-        if not files:
+        if not files and not key_index:
             raise ConfigError("give at least one input FILE (or --attach DIR)")
-        spec = _table_spec(data_dir, schema, table, files[0], ra, dec, key)
+        # --key-index without FILES indexes the published table's own key.
+        spec = _table_spec(data_dir, schema, table, files[0] if files else None, ra, dec, key)
         spec = spec.with_overrides(
             ra=ra if schema else None,
             dec=dec if schema else None,
@@ -246,12 +249,13 @@ def _table_spec(
     data_dir: Path,
     schema: Path | None,
     table: str,
-    first: Path,
+    first: Path | None,
     ra: str | None,
     dec: str | None,
     key: str | None,
 ) -> Any:
     from partition.readers import read_schema
+    from qcat.errors import ConfigError
     from qcat.schema import infer_spec, spec_from_felis
 
     if schema is not None:
@@ -259,6 +263,8 @@ def _table_spec(
     existing = _existing_spec(data_dir, table)
     if existing is not None:
         return existing
+    if first is None:
+        raise ConfigError(f"--table {table}: no such table in {data_dir} to index; give FILES")
     return infer_spec(read_schema(first), table, ra=ra, dec=dec, key=key)
 
 

@@ -228,6 +228,35 @@ def test_a_key_index_is_only_for_a_child_table(
     assert "demo.Object" in err and "one-column primary key" in err and "director" in err
 
 
+def test_a_published_child_gets_its_own_key_index_without_new_input(
+    published: Path, tmp_path: Path, demo_small: DemoTables, run_qcat: RunQcat
+) -> None:
+    before = {n: (v, r) for n, v, r, _ in state(published)}
+    key = demo_small.sources["sourceId"][17].as_py()
+    adql = f"SELECT sourceId FROM demo.Source WHERE sourceId = {key}"
+    explain = ("adql", "explain", "--data", published, adql)
+    assert "index of sourceId" not in run_qcat(*explain).stdout
+    done = run_qcat("ingest", "--data", published, "--table", "demo.Source", "--key-index")
+    assert "its own key indexed (no new input; same rows)" in done.stderr
+    after = {n: (v, r) for n, v, r, _ in state(published)}
+    version, rows = before["demo.Source"]
+    assert after["demo.Source"] == (version + 1, rows)
+    assert after["demo.Object"] == before["demo.Object"]
+    assert "index of sourceId maps 1 key(s) to 1 chunk(s)" in run_qcat(*explain).stdout
+    out = tmp_path / "one.csv"
+    run_qcat("query", "--data", published, "-o", out, adql)
+    assert out.read_text().split() == ["sourceId", str(key)]
+    again = run_qcat("ingest", "--data", published, "--table", "demo.Source", "--key-index")
+    assert "nothing to do" in again.stderr
+    assert {n: (v, r) for n, v, r, _ in state(published)} == after
+    assert run_qcat("admin", "verify", "--data", published).returncode == 0
+    # a table that does not exist yet cannot be indexed without FILES
+    missing = run_qcat(
+        "ingest", "--data", published, "--table", "demo.Nothing", "--key-index", check=False
+    )
+    assert missing.returncode == 1 and "demo.Nothing" in missing.stderr
+
+
 def test_truncated_file(
     published: Path, tmp_path: Path, demo_small: DemoTables, run_qcat: RunQcat
 ) -> None:
