@@ -126,6 +126,42 @@ def test_only_the_chunks_near_the_uploaded_positions_are_asked(served: Served) -
     assert want and got == want
 
 
+SOURCE_CROSSMATCH = (  # detections near the uploaded positions: the child's own positions
+    "SELECT u.id, s.sourceId FROM TAP_UPLOAD.targets AS u JOIN demo.Source AS s "
+    "ON 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), "
+    f"CIRCLE('ICRS', u.ra, u.dec, {RADIUS_DEG}))"
+)
+
+
+def test_a_crossmatch_with_a_child_tables_own_positions(served: Served) -> None:
+    """A child's rows sit in their director's chunk: its chunks are kept by the bounds of
+    their rows' own positions, and each task matches in a declination band."""
+    table = clustered_targets(served)
+    upload = votable_to_arrow("targets", votable_bytes(table), max_rows=1000)
+    result = served.service.engine.execute(SOURCE_CROSSMATCH, uploads=[upload])
+    try:
+        rows = result.reader.read_all()
+        got = set(zip(rows.column(0).to_pylist(), rows.column(1).to_pylist(), strict=True))
+        plan = result.plan
+    finally:
+        result.close()
+    assert plan.shape == "chunk-local"
+    assert "BETWEEN u.dec -" in plan.chunk_queries[0].sql
+    chunks = served.service.engine.catalog().table("demo.Source").chunks
+    tasks = plan.chunk_queries[0].tasks
+    note = next(n for n in plan.notes if "arcsec of a position of" in n)
+    assert note.startswith(f"demo.Source: {len(tasks)} of {len(chunks)} chunks whose rows'")
+    assert 0 < len(tasks) < len(chunks) / 2
+    sources = served.raw_rows("SELECT sourceId, ra, dec FROM source")
+    catalog = SkyCoord([r[1] for r in sources] * u.deg, [r[2] for r in sources] * u.deg)
+    usable = table[~table["ra"].mask]
+    i, j, _, _ = search_around_sky(
+        SkyCoord(usable["ra"], usable["dec"]), catalog, RADIUS_DEG * u.deg
+    )
+    want = {(int(usable["id"][a]), int(sources[b][0])) for a, b in zip(i, j, strict=True)}
+    assert want and got == want
+
+
 def test_a_join_with_uploaded_ids_asks_only_their_chunks(served: Served) -> None:
     rows = served.raw_rows("SELECT objectId, r_psfMag FROM object ORDER BY objectId")
     wanted = {rows[i][0]: rows[i][1] for i in (3, 500, 1200, 2900)}

@@ -70,6 +70,7 @@ from qcat.czar.statistics import chunks_within, column_bounds
 from qcat.czar.translate import to_duckdb
 from qcat.geometry import Circle, Region, bounding_circle, contains_sql, regions_intersect
 from qcat.geometry.sql import literal
+from qcat.geometry.vectors import unit_vectors
 
 REF = "qcat_ref"
 #: ``meta`` key of a derived table's SELECT that chunks compute: its table's ref index.
@@ -581,18 +582,35 @@ def _positional_matches(
 
 def _is_position_of(p: exp.Expression, ref: _Ref) -> bool:
     """Whether ``p`` is ``POINT(ra, dec)`` of ``ref``'s main position columns."""
+    spec = ref.table.spec
+    return _is_point_of(p, ref.alias, (spec.ra_column or "", spec.dec_column or ""))
+
+
+def _is_point_of(p: exp.Expression, alias: str, columns: tuple[str, str]) -> bool:
+    """Whether ``p`` is ``POINT(alias.ra, alias.dec)`` of the ``columns`` (ra, dec)."""
     from qcat.czar.adql.expressions import AdqlPoint
 
-    spec = ref.table.spec
+    ra, dec = (c.lower() for c in columns)
     return (
         isinstance(p, AdqlPoint)
         and isinstance(p.args["coord1"], exp.Column)
-        and p.args["coord1"].table == ref.alias
-        and p.args["coord1"].name == (spec.ra_column or "").lower()
+        and p.args["coord1"].table == alias
+        and p.args["coord1"].name == ra
         and isinstance(p.args["coord2"], exp.Column)
-        and p.args["coord2"].table == ref.alias
-        and p.args["coord2"].name == (spec.dec_column or "").lower()
+        and p.args["coord2"].table == alias
+        and p.args["coord2"].name == dec
     )
+
+
+def _rows_position(table: TableSnapshot) -> tuple[str, str] | None:
+    """The (ra, dec) columns of each row's own position: a director's main ones, a
+    child's own (its rows sit in their director's chunk, not by these)."""
+    spec = table.spec
+    if spec.ra_column and spec.dec_column:
+        return spec.ra_column, spec.dec_column
+    if spec.kind == "child" and spec.own_position:
+        return spec.own_position
+    return None
 
 
 def _neighbour_radius(x: _Ref, y: _Ref, terms: list[exp.Expression]) -> float | None:
@@ -1021,12 +1039,13 @@ def _broadcast_positions(
     """
     from qcat.czar.adql.expressions import AdqlPoint
 
-    if not (driver.table.spec.ra_column and driver.table.spec.dec_column):
+    position = _rows_position(driver.table)
+    if position is None:
         return
     others = {r.alias: r for r in refs if r is not driver and not r.table.partitioned}
     for p, q, radius in _positional_matches(terms):
         for a, b in ((p, q), (q, p)):
-            if not (_is_position_of(a, driver) and isinstance(b, AdqlPoint)):
+            if not (_is_point_of(a, driver.alias, position) and isinstance(b, AdqlPoint)):
                 continue
             ra, dec = b.args["coord1"], b.args["coord2"]
             if isinstance(ra, exp.Column) and isinstance(dec, exp.Column) and ra.table == dec.table:
@@ -1046,7 +1065,8 @@ def _broadcast_match_bands(
     declinations differ by at most r; saying so lets DuckDB run a range join
     instead of testing every pair.
     """
-    dec_column = (driver.table.spec.dec_column or "").lower()
+    position = _rows_position(driver.table)
+    dec_column = position[1].lower() if position else ""
     out: list[exp.Expression] = []
     for _, _, dec, radius in _broadcast_positions(driver, refs, terms):
         r = exp.Literal.number(literal(radius))
@@ -1079,10 +1099,11 @@ def _near_broadcast_positions(
     unpartitioned one (an uploaded list) on their positions within ``r`` has
     rows only in the chunks within ``r`` of one of that table's positions:
     the other chunks are not asked at all. The positions are read from the
-    table's file, which is small (an upload has a size limit).
+    table's file, which is small (an upload has a size limit). A child table's
+    rows sit in their director's chunk, so its chunks are kept by the bounds
+    of their rows' own positions instead (:func:`_chunks_near_points`).
     """
-    if driver.table.spec.kind == "child":  # its rows sit in their director's chunk
-        return chunks
+    child = driver.table.spec.kind == "child"
     for other, ra, dec, radius in _broadcast_positions(driver, refs, terms):
         width = max(radius * 3600.0, MIN_REACH_ARCSEC)
         too_wide = width * ARCSEC_RAD > NEIGHBOURHOOD_REACH
@@ -1092,15 +1113,42 @@ def _near_broadcast_positions(
         names = [other.table.folded_columns[c.name].name for c in (ra, dec)]
         positions = pq.read_table(data_dir / other.table.plain_path, columns=names)
         ra_deg, dec_deg = (positions.column(n).cast(pa.float64()).to_numpy() for n in names)
-        near = driver.table.chunks_overlapping(points_reach_ranges(ra_deg, dec_deg, width))
-        wanted = {c.partition for c in near}
         before = len(chunks)
-        chunks = [c for c in chunks if c.partition in wanted]
+        if child:
+            chunks = _chunks_near_points(chunks, ra_deg, dec_deg, width / 3600.0)
+        else:
+            near = driver.table.chunks_overlapping(points_reach_ranges(ra_deg, dec_deg, width))
+            wanted = {c.partition for c in near}
+            chunks = [c for c in chunks if c.partition in wanted]
+        whose = "whose rows' positions come" if child else "lie"
         notes.append(
-            f"{driver.table.name}: {len(chunks)} of {before} chunks lie within "
+            f"{driver.table.name}: {len(chunks)} of {before} chunks {whose} within "
             f"{radius * 3600.0:g} arcsec of a position of {other.table.name}"
         )
     return chunks
+
+
+def _chunks_near_points(
+    chunks: list[Chunk], ra: np.ndarray, dec: np.ndarray, radius: float
+) -> list[Chunk]:
+    """The ``chunks`` whose rows' position bounds come within ``radius`` degrees of one
+    of the points (a chunk without bounds is kept; NaN positions match nothing)."""
+    usable = np.isfinite(ra) & np.isfinite(dec)
+    points = unit_vectors(ra[usable], dec[usable])
+    kept = []
+    for chunk in chunks:
+        if chunk.position_bounds is None:
+            kept.append(chunk)
+            continue
+        circle = bounding_circle(*chunk.position_bounds)
+        reach = math.radians(min(180.0, circle.radius + radius)) + BOUNDS_ROUNDING_RAD
+        if len(points) and float(np.max(points @ circle.vector)) >= math.cos(reach):
+            kept.append(chunk)
+    return kept
+
+
+#: Rounding allowance of :func:`_chunks_near_points`' dot products (radians).
+BOUNDS_ROUNDING_RAD = 1e-9
 
 
 def _parse(sql: str) -> exp.Expression:
