@@ -7,6 +7,7 @@ catalog; the plan must match the upload chunk by chunk on the workers.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 
 import astropy.units as u
@@ -147,6 +148,15 @@ def test_a_crossmatch_with_a_child_tables_own_positions(served: Served) -> None:
         result.close()
     assert plan.shape == "chunk-local"
     assert "BETWEEN u.dec -" in plan.chunk_queries[0].sql
+    # and a constant one, the upload's declinations widened by the radius: row groups skip
+    lo, hi = (
+        float(v)
+        for v in re.findall(r"s\.dec BETWEEN (\S+) AND (\S+)", plan.chunk_queries[0].sql)[0]
+    )
+    decs = table["dec"][~table["dec"].mask]
+    assert lo == pytest.approx(min(decs) - RADIUS_DEG) and hi == pytest.approx(
+        max(decs) + RADIUS_DEG
+    )
     chunks = served.service.engine.catalog().table("demo.Source").chunks
     tasks = plan.chunk_queries[0].tasks
     note = next(n for n in plan.notes if "arcsec of a position of" in n)

@@ -54,6 +54,7 @@ from qcat.czar.catalog import Chunk, TableSnapshot
 from qcat.czar.colocated import Partner, answered_in_chunk, shared_key
 from qcat.czar.constants import constant_number
 from qcat.czar.constraints import (
+    DEC_SLACK,
     TableConstraints,
     conjuncts,
     constraints_for,
@@ -832,6 +833,7 @@ def _chunk_local(
         extra.extend(_neighbour_filters(driver, refs[shape.margin or 0], shape.radius, constraints))
     if shape.kind == "single":
         extra.extend(_broadcast_match_bands(driver, refs, terms))
+        extra.extend(_broadcast_dec_ranges(driver, refs, terms, data_dir))
     whole = whole_query and len(tasks) == 1
     # One task running the query as written cannot fall back to gathering (the
     # caller's use of ``tree`` after NotSplittable), so it translates ``tree`` itself.
@@ -1080,6 +1082,48 @@ def _broadcast_match_bands(
     return out
 
 
+def _broadcast_dec_ranges(
+    driver: _Ref, refs: list[_Ref], terms: list[exp.Expression], data_dir: Path
+) -> list[exp.Expression]:
+    """``d.dec BETWEEN lo AND hi``, constants: the declinations a row matching one of a
+    broadcast table's positions within ``r`` can have (their range widened by ``r``).
+
+    The per-row band of :func:`_broadcast_match_bands` makes the join a range
+    join but cannot skip anything before it; this one lets Parquet's row-group
+    statistics skip the rest of each chunk (files are sorted by position, so
+    declinations are close within a row group). A child table, whose chunks
+    are kept by loose bounds, gains the most.
+    """
+    position = _rows_position(driver.table)
+    out: list[exp.Expression] = []
+    for other, ra, dec, radius in _broadcast_positions(driver, refs, terms):
+        if position is None or other.table.version.num_rows > MAX_PRUNING_POSITIONS:
+            continue
+        _, decs = _broadcast_points(other, ra, dec, data_dir)
+        decs = decs[np.isfinite(decs)]
+        if len(decs) == 0:
+            continue  # no position: the join itself finds nothing
+        lo = max(-90.0, float(decs.min()) - radius - DEC_SLACK)
+        hi = min(90.0, float(decs.max()) + radius + DEC_SLACK)
+        column = exp.column(position[1].lower(), table=driver.alias)
+        out.append(column.between(exp.Literal.number(literal(lo)), exp.Literal.number(literal(hi))))
+    return out
+
+
+def _broadcast_points(
+    other: _Ref, ra: exp.Column, dec: exp.Column, data_dir: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of broadcast table ``other`` (degrees; NaN where missing), read from
+    its file, which is small (an upload has a size limit)."""
+    assert other.table.plain_path is not None
+    names = [other.table.folded_columns[c.name].name for c in (ra, dec)]
+    positions = pq.read_table(data_dir / other.table.plain_path, columns=names)
+    ra_deg, dec_deg = (
+        positions.column(n).cast(pa.float64()).to_numpy(zero_copy_only=False) for n in names
+    )
+    return ra_deg, dec_deg
+
+
 #: A broadcast table with more rows than this is not read to prune chunks (its
 #: positions would cover most of the sky anyway, and reading them costs).
 MAX_PRUNING_POSITIONS = 1_000_000
@@ -1109,10 +1153,7 @@ def _near_broadcast_positions(
         too_wide = width * ARCSEC_RAD > NEIGHBOURHOOD_REACH
         if too_wide or other.table.version.num_rows > MAX_PRUNING_POSITIONS:
             continue
-        assert other.table.plain_path is not None
-        names = [other.table.folded_columns[c.name].name for c in (ra, dec)]
-        positions = pq.read_table(data_dir / other.table.plain_path, columns=names)
-        ra_deg, dec_deg = (positions.column(n).cast(pa.float64()).to_numpy() for n in names)
+        ra_deg, dec_deg = _broadcast_points(other, ra, dec, data_dir)
         before = len(chunks)
         if child:
             chunks = _chunks_near_points(chunks, ra_deg, dec_deg, width / 3600.0)
