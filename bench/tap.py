@@ -11,9 +11,10 @@ Run after ``bench.ingest`` has built a catalog (default: the 10M-object one):
 It starts ``qcat serve`` (2 local workers) as its own process, then times
 ``--repeat`` synchronous queries per question over one keep-alive HTTP
 connection (POST /tap/sync, VOTable BINARY2, what ``pyvo.TAPService.run_sync``
-sends), parsing each answer with astropy as pyvo does. The last question is
+sends), parsing each answer with astropy as pyvo does. The last questions are
 the crossmatch TOPCAT writes for an uploaded list (:data:`UPLOAD_CROSSMATCH`,
-200 positions in one field, sent inline as multipart, as pyvo does). The time to the
+200 positions in one field, sent inline as multipart, as pyvo does), and the
+same list against the detections (:data:`UPLOAD_SOURCE_CROSSMATCH`). The time to the
 response's last byte (the service) and the client's parse are printed apart,
 and their sum per request. ``bench.query`` times
 the same questions through ``QueryEngine`` without HTTP, so the HTTP
@@ -59,6 +60,16 @@ UPLOAD_CROSSMATCH = (
     "POINT('ICRS', o.coord_ra, o.coord_dec)) AS sep "
     "FROM TAP_UPLOAD.targets AS u JOIN demo.Object AS o "
     "ON 1 = CONTAINS(POINT('ICRS', o.coord_ra, o.coord_dec), "
+    "CIRCLE('ICRS', u.ra, u.dec, 5.0 / 3600.0))"
+)
+
+
+#: The same list against the detections' own positions (a child table).
+UPLOAD_SOURCE_CROSSMATCH = (
+    "SELECT u.id, s.sourceId, DISTANCE(POINT('ICRS', u.ra, u.dec), "
+    "POINT('ICRS', s.ra, s.dec)) AS sep "
+    "FROM TAP_UPLOAD.targets AS u JOIN demo.Source AS s "
+    "ON 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), "
     "CIRCLE('ICRS', u.ra, u.dec, 5.0 / 3600.0))"
 )
 
@@ -130,11 +141,12 @@ def main() -> None:
                 for label, template in LOW_VOLUME.items()
             }
             questions["upload crossmatch, 200 pos"] = UPLOAD_CROSSMATCH
+            questions["upload x Source, 200 pos"] = UPLOAD_SOURCE_CROSSMATCH
             targets = upload_targets(ra, dec)
             for label, adql in questions.items():
                 data = {"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": adql, "MAXREC": "100000"}
                 files = None
-                if adql is UPLOAD_CROSSMATCH:
+                if adql in (UPLOAD_CROSSMATCH, UPLOAD_SOURCE_CROSSMATCH):
                     data["UPLOAD"] = "targets,param:targets"
                     files = {"targets": ("targets.xml", targets, "application/x-votable+xml")}
 
