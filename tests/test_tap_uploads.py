@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import astropy.units as u
 import httpx
@@ -19,6 +20,7 @@ from astropy.coordinates import SkyCoord, search_around_sky
 from astropy.io.votable import from_table, writeto
 from astropy.table import MaskedColumn, Table
 
+from qcat.czar.plan import QueryPlan
 from services.settings import ServiceSettings
 from services.tap.upload import votable_to_arrow
 from tests.service_support import Served, dali_error, demo_service
@@ -107,18 +109,25 @@ def clustered_targets(served: Served) -> Table:
     return table
 
 
-def test_only_the_chunks_near_the_uploaded_positions_are_asked(served: Served) -> None:
-    table = clustered_targets(served)
+def pairs_and_plan(served: Served, adql: str, table: Table) -> tuple[set[Any], QueryPlan]:
+    """The (upload id, catalog id) pairs ``adql`` gives with ``table`` as TAP_UPLOAD.targets
+    (through the engine, as /tap/sync runs it), and its plan."""
     upload = votable_to_arrow("targets", votable_bytes(table), max_rows=1000)
-    result = served.service.engine.execute(CROSSMATCH, uploads=[upload])
+    result = served.service.engine.execute(adql, uploads=[upload])
     try:
         rows = result.reader.read_all()
-        got = set(zip(rows.column(0).to_pylist(), rows.column(1).to_pylist(), strict=True))
-        tasks = result.plan.chunk_queries[0].tasks
+        pairs = set(zip(rows.column(0).to_pylist(), rows.column(1).to_pylist(), strict=True))
+        return pairs, result.plan
     finally:
         result.close()
+
+
+def test_only_the_chunks_near_the_uploaded_positions_are_asked(served: Served) -> None:
+    table = clustered_targets(served)
+    got, plan = pairs_and_plan(served, CROSSMATCH, table)
+    tasks = plan.chunk_queries[0].tasks
     chunks = served.service.engine.catalog().table("demo.Object").chunks
-    note = next(n for n in result.plan.notes if "arcsec of a position of" in n)
+    note = next(n for n in plan.notes if "arcsec of a position of" in n)
     assert note.startswith(f"demo.Object: {len(tasks)} of {len(chunks)} chunks")
     assert 0 < len(tasks) < len(chunks) / 2
     # The same answer as astropy over the whole catalog (the masked row matches nothing).
@@ -138,14 +147,7 @@ def test_a_crossmatch_with_a_child_tables_own_positions(served: Served) -> None:
     """A child's rows sit in their director's chunk: its chunks are kept by the bounds of
     their rows' own positions, and each task matches in a declination band."""
     table = clustered_targets(served)
-    upload = votable_to_arrow("targets", votable_bytes(table), max_rows=1000)
-    result = served.service.engine.execute(SOURCE_CROSSMATCH, uploads=[upload])
-    try:
-        rows = result.reader.read_all()
-        got = set(zip(rows.column(0).to_pylist(), rows.column(1).to_pylist(), strict=True))
-        plan = result.plan
-    finally:
-        result.close()
+    got, plan = pairs_and_plan(served, SOURCE_CROSSMATCH, table)
     assert plan.shape == "chunk-local"
     assert "BETWEEN u.dec -" in plan.chunk_queries[0].sql
     # and a constant one, the upload's declinations widened by the radius: row groups skip
