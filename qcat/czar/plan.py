@@ -603,17 +603,6 @@ def _is_point_of(p: exp.Expression, alias: str, columns: tuple[str, str]) -> boo
     )
 
 
-def _rows_position(table: TableSnapshot) -> tuple[str, str] | None:
-    """The (ra, dec) columns of each row's own position: a director's main ones, a
-    child's own (its rows sit in their director's chunk, not by these)."""
-    spec = table.spec
-    if spec.ra_column and spec.dec_column:
-        return spec.ra_column, spec.dec_column
-    if spec.kind == "child" and spec.own_position:
-        return spec.own_position
-    return None
-
-
 def _neighbour_radius(x: _Ref, y: _Ref, terms: list[exp.Expression]) -> float | None:
     """Radius of a ``DISTANCE(x, y) < r`` (or CONTAINS in a circle around x) term."""
     for p, q, r in _positional_matches(terms):
@@ -801,8 +790,9 @@ def _chunk_local(
             driver_constraints = replace(driver_constraints, keys=keys)
     chunks = _chunks(driver, driver_constraints, data_dir, notes)
     chunks = _chunks_by_statistics(driver, terms_of(driver), chunks, notes)
+    bands: list[exp.Expression] = []  # constant declination ranges of broadcast matches
     if shape.kind == "single" and len(refs) > 1:
-        chunks = _near_broadcast_positions(driver, refs, terms, chunks, data_dir, notes)
+        chunks, bands = _near_broadcast_positions(driver, refs, terms, chunks, data_dir, notes)
     if shape.kind == "director-child":
         child = next(r for r in refs if r.table.partitioned and r is not driver)
         # The child's own keys sit in the chunks their directors share.
@@ -833,7 +823,7 @@ def _chunk_local(
         extra.extend(_neighbour_filters(driver, refs[shape.margin or 0], shape.radius, constraints))
     if shape.kind == "single":
         extra.extend(_broadcast_match_bands(driver, refs, terms))
-        extra.extend(_broadcast_dec_ranges(driver, refs, terms, data_dir))
+        extra.extend(bands)
     whole = whole_query and len(tasks) == 1
     # One task running the query as written cannot fall back to gathering (the
     # caller's use of ``tree`` after NotSplittable), so it translates ``tree`` itself.
@@ -1041,7 +1031,7 @@ def _broadcast_positions(
     """
     from qcat.czar.adql.expressions import AdqlPoint
 
-    position = _rows_position(driver.table)
+    position = driver.table.spec.own_position  # a director's main one, a child's own
     if position is None:
         return
     others = {r.alias: r for r in refs if r is not driver and not r.table.partitioned}
@@ -1067,7 +1057,7 @@ def _broadcast_match_bands(
     declinations differ by at most r; saying so lets DuckDB run a range join
     instead of testing every pair.
     """
-    position = _rows_position(driver.table)
+    position = driver.table.spec.own_position
     dec_column = position[1].lower() if position else ""
     out: list[exp.Expression] = []
     for _, _, dec, radius in _broadcast_positions(driver, refs, terms):
@@ -1082,11 +1072,9 @@ def _broadcast_match_bands(
     return out
 
 
-def _broadcast_dec_ranges(
-    driver: _Ref, refs: list[_Ref], terms: list[exp.Expression], data_dir: Path
-) -> list[exp.Expression]:
-    """``d.dec BETWEEN lo AND hi``, constants: the declinations a row matching one of a
-    broadcast table's positions within ``r`` can have (their range widened by ``r``).
+def _dec_range(driver: _Ref, decs: np.ndarray, radius: float) -> list[exp.Expression]:
+    """``d.dec BETWEEN lo AND hi``, constants: the declinations a row matching one of
+    ``decs`` within ``radius`` degrees can have (none when no declination is known).
 
     The per-row band of :func:`_broadcast_match_bands` makes the join a range
     join but cannot skip anything before it; this one lets Parquet's row-group
@@ -1094,20 +1082,14 @@ def _broadcast_dec_ranges(
     declinations are close within a row group). A child table, whose chunks
     are kept by loose bounds, gains the most.
     """
-    position = _rows_position(driver.table)
-    out: list[exp.Expression] = []
-    for other, ra, dec, radius in _broadcast_positions(driver, refs, terms):
-        if position is None or other.table.version.num_rows > MAX_PRUNING_POSITIONS:
-            continue
-        _, decs = _broadcast_points(other, ra, dec, data_dir)
-        decs = decs[np.isfinite(decs)]
-        if len(decs) == 0:
-            continue  # no position: the join itself finds nothing
-        lo = max(-90.0, float(decs.min()) - radius - DEC_SLACK)
-        hi = min(90.0, float(decs.max()) + radius + DEC_SLACK)
-        column = exp.column(position[1].lower(), table=driver.alias)
-        out.append(column.between(exp.Literal.number(literal(lo)), exp.Literal.number(literal(hi))))
-    return out
+    position = driver.table.spec.own_position
+    decs = decs[np.isfinite(decs)]
+    if position is None or len(decs) == 0:
+        return []  # no position: the join itself finds nothing
+    lo = max(-90.0, float(decs.min()) - radius - DEC_SLACK)
+    hi = min(90.0, float(decs.max()) + radius + DEC_SLACK)
+    column = exp.column(position[1].lower(), table=driver.alias)
+    return [column.between(exp.Literal.number(literal(lo)), exp.Literal.number(literal(hi)))]
 
 
 def _broadcast_points(
@@ -1136,8 +1118,9 @@ def _near_broadcast_positions(
     chunks: list[Chunk],
     data_dir: Path,
     notes: list[str],
-) -> list[Chunk]:
-    """The ``chunks`` within the match radius of a broadcast table's positions.
+) -> tuple[list[Chunk], list[exp.Expression]]:
+    """The ``chunks`` within the match radius of a broadcast table's positions, and the
+    declination range rows matching them can have (:func:`_dec_range`).
 
     An inner join of a table partitioned by its own positions with a small
     unpartitioned one (an uploaded list) on their positions within ``r`` has
@@ -1148,12 +1131,15 @@ def _near_broadcast_positions(
     of their rows' own positions instead (:func:`_chunks_near_points`).
     """
     child = driver.table.spec.kind == "child"
+    bands: list[exp.Expression] = []
     for other, ra, dec, radius in _broadcast_positions(driver, refs, terms):
-        width = max(radius * 3600.0, MIN_REACH_ARCSEC)
-        too_wide = width * ARCSEC_RAD > NEIGHBOURHOOD_REACH
-        if too_wide or other.table.version.num_rows > MAX_PRUNING_POSITIONS:
+        if other.table.version.num_rows > MAX_PRUNING_POSITIONS:
             continue
         ra_deg, dec_deg = _broadcast_points(other, ra, dec, data_dir)
+        bands.extend(_dec_range(driver, dec_deg, radius))
+        width = max(radius * 3600.0, MIN_REACH_ARCSEC)
+        if width * ARCSEC_RAD > NEIGHBOURHOOD_REACH:
+            continue  # too wide to prune chunks by
         before = len(chunks)
         if child:
             chunks = _chunks_near_points(chunks, ra_deg, dec_deg, width / 3600.0)
@@ -1166,7 +1152,7 @@ def _near_broadcast_positions(
             f"{driver.table.name}: {len(chunks)} of {before} chunks {whose} within "
             f"{radius * 3600.0:g} arcsec of a position of {other.table.name}"
         )
-    return chunks
+    return chunks, bands
 
 
 def _chunks_near_points(

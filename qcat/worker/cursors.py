@@ -51,9 +51,10 @@ class CursorLease:
             bind_relations(self.cursor, relations)
             self.bound = True
 
-    def end(self, *, reusable: bool) -> None:
-        """Give the cursor back for the next task over the same files, or close it."""
-        if reusable and self.bound:
+    def give_back(self) -> None:
+        """Keep the cursor for the next task over the same files (its task ended
+        normally); one whose views were never made is closed."""
+        if self.bound:
             self.pool.give_back(self.key, self.cursor)
         else:
             self.cursor.close()

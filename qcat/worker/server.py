@@ -220,7 +220,7 @@ class WorkerServer(flight.FlightServerBase):
         when the task ``completed`` and was never stopped, else closed."""
         self._tasks.finish(run)  # from here on nothing interrupts its cursor
         if completed is not None and run.stop_reason is None:
-            completed.end(reusable=True)
+            completed.give_back()
         elif run.cursor is not None:
             run.cursor.close()
 
