@@ -10,12 +10,19 @@ runs and reports the median. Full-table questions are also answered by DuckDB
 alone over a single Parquet file per table made from the same inputs, in the
 same process and alternating with qcat, and the ratio of the medians is
 printed. Figures are recorded by hand in ``bench/RESULTS.md``.
+
+The 20-client tests are run twice: through the engine, and as a floor, the
+very SQL the engine's plan gives each worker run by DuckDB alone in this
+process (one locked-down database as a worker opens, views already bound, no
+planning, Flight or Python around it), with the same clients and questions.
+On two cores that floor shows how much of the budget DuckDB's own scans take.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +31,11 @@ from pathlib import Path
 import duckdb
 
 from qcat.czar.engine import WORKER_SETUP_MODULE, QueryEngine
+from qcat.worker.cli import load_setup_sql
+from qcat.worker.files import tables_root
+from qcat.worker.lockdown import bind_relations, open_locked_database
 from qcat.worker.pool import LocalWorkers
+from qcat.worker.settings import duckdb_threads
 
 CONE_CENTRE = (266.4, -28.9)  # in the dense bulge of the demo sky
 
@@ -154,25 +165,37 @@ def _qcat(engine: QueryEngine, adql: str) -> int:
     return engine.execute(adql).read_all().num_rows
 
 
+def _client_question(
+    question: Callable[[int, int], str],
+    values: dict[str, float | int],
+    keys: list[int],
+    i: int,
+    n: int,
+) -> str:
+    """Client ``i``'s ``n``-th question, about its own object (``keys[i]``) or a cone
+    centre shifted 0.05 deg per client."""
+    mine = {**values, "key": keys[i], "ra": float(values["ra"]) + 0.05 * i}
+    return question(i, n).format(**mine)
+
+
 def _concurrent(
-    engine: QueryEngine,
+    ask: Callable[[int, str], object],
     question: Callable[[int, int], str],
     values: dict[str, float | int],
     keys: list[int],
 ) -> list[float]:
     """Latencies of 20 clients each asking 5 questions in a row, all at once.
 
-    Client ``i`` asks ``question(i, n)`` as its ``n``-th question, about its own
-    object (``keys[i]``) or a cone centre shifted 0.05 deg per client.
+    Client ``i`` asks its questions (:func:`_client_question`) by calling
+    ``ask(i, adql)``.
     """
     lock = threading.Lock()
     latencies: list[float] = []
 
     def client(i: int) -> None:
-        mine = {**values, "key": keys[i], "ra": float(values["ra"]) + 0.05 * i}
         for n in range(5):
-            adql = question(i, n).format(**mine)
-            t = _time(lambda a=adql: _qcat(engine, a))
+            adql = _client_question(question, values, keys, i, n)
+            t = _time(lambda a=adql: ask(i, a))
             with lock:
                 latencies.append(t)
 
@@ -182,6 +205,61 @@ def _concurrent(
     for t in threads:
         t.join()
     return latencies
+
+
+class WorkersSqlAlone:
+    """The SQL of each question's worker tasks, run by DuckDB alone in this process.
+
+    Every question is planned once beforehand (planning is not timed); each
+    client has its own cursors with the tasks' views already bound, as a
+    worker's idle cursors have them. What is timed is DuckDB running the tasks
+    and handing over their Arrow results.
+    """
+
+    def __init__(self, engine: QueryEngine, data_dir: Path, threads: int, memory: str) -> None:
+        self.engine = engine
+        self.data_dir = data_dir
+        self._temp = tempfile.TemporaryDirectory(prefix="qcat-bench-")
+        self.con = open_locked_database(
+            tables_root(data_dir),
+            memory_limit=memory,
+            threads=duckdb_threads(threads),
+            temp_dir=Path(self._temp.name),
+            temp_limit="1GB",
+            setup_sql=load_setup_sql(WORKER_SETUP_MODULE),
+        )
+        self._tasks: dict[str, list[tuple[str, dict[str, list[Path]]]]] = {}
+        self._cursors: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
+
+    def prepare(self, client: int, adql: str) -> None:
+        """Plan ``adql`` and bind its tasks' views on ``client``'s cursors."""
+        if adql not in self._tasks:
+            tasks = []
+            for cq in self.engine.explain(adql).chunk_queries:
+                for task in cq.tasks:
+                    files = {
+                        name: [(self.data_dir / f).resolve() for f in paths]
+                        for name, paths in task.relations.items()
+                    }
+                    tasks.append((task.sql or cq.sql, files))
+            self._tasks[adql] = tasks
+        for _, files in self._tasks[adql]:
+            key = (client, repr(sorted(files.items())))
+            if key not in self._cursors:
+                cursor = self.con.cursor()
+                bind_relations(cursor, files)
+                self._cursors[key] = cursor
+
+    def __call__(self, client: int, adql: str) -> None:
+        for sql, files in self._tasks[adql]:
+            self._cursors[(client, repr(sorted(files.items())))].sql(sql).to_arrow_table()
+
+    def close(self) -> None:
+        """Close the cursors and the database."""
+        for cursor in self._cursors.values():
+            cursor.close()
+        self.con.close()
+        self._temp.cleanup()
 
 
 def main() -> None:
@@ -258,12 +336,29 @@ def main() -> None:
             keys = [k for (k,) in raw.sql(spread).fetchall()]
             cone = LOW_VOLUME["cone 0.1 deg"]
             mixed = list(LOW_VOLUME.values())
-            for label, question in (
-                ("20 concurrent 0.1 deg cones (100 queries)", lambda i, n: cone),
-                ("20 concurrent low-volume, mixed (100 queries)", lambda i, n: mixed[(i + n) % 4]),
-            ):
-                median = statistics.median(_concurrent(engine, question, values, keys))
-                print(f"{label:<45} median {median * 1000:8.1f} ms", flush=True)
+            alone = WorkersSqlAlone(engine, args.data, args.threads, args.memory_limit)
+            try:
+                for label, question in (
+                    ("20 concurrent 0.1 deg cones (100 queries)", lambda i, n: cone),
+                    (
+                        "20 concurrent low-volume, mixed (100 queries)",
+                        lambda i, n: mixed[(i + n) % 4],
+                    ),
+                ):
+                    for i in range(20):
+                        for n in range(5):
+                            alone.prepare(i, _client_question(question, values, keys, i, n))
+                    floor = statistics.median(_concurrent(alone, question, values, keys))
+                    median = statistics.median(
+                        _concurrent(lambda i, a: _qcat(engine, a), question, values, keys)
+                    )
+                    print(
+                        f"{label:<45} median {median * 1000:8.1f} ms  "
+                        f"(the workers' SQL alone in DuckDB: {floor * 1000:.1f} ms)",
+                        flush=True,
+                    )
+            finally:
+                alone.close()
         finally:
             engine.close()
 
