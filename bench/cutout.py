@@ -25,6 +25,12 @@ clients do not share the server's interpreter): per-request median and wall
 time, and the latency of small cutouts another user asks meanwhile (one
 every 50 ms).
 
+The same users then fetch the image file itself from a bare HTTP server
+that hands it to the kernel with ``os.sendfile`` (no FITS work, no Python
+between the page cache and the socket): once all at once, and once one at a
+time in order of arrival (the best median any order of service can give).
+That is the floor of this machine for moving these bytes to these clients.
+
 Targets (issue 5): SODA median < 30 ms and >= 10x faster than astropy.
 """
 
@@ -32,15 +38,18 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import http.server
 import io
 import os
 import shutil
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -125,6 +134,68 @@ def _curl(url: str) -> float:
     code, seconds = done.stdout.split()
     assert code == "200", done.stdout
     return float(seconds)
+
+
+class _InOrder:
+    """A lock granted in order of arrival (tickets), one holder at a time."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        with self._cond:
+            mine = self._next_ticket
+            self._next_ticket += 1
+            self._cond.wait_for(lambda: self._serving == mine)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._serving += 1
+                self._cond.notify_all()
+
+
+@contextlib.contextmanager
+def _sendfile_server(path: Path, in_order: bool) -> Iterator[str]:
+    """A bare HTTP server answering every GET with ``path``'s bytes via ``os.sendfile``."""
+    size = path.stat().st_size
+    order = _InOrder() if in_order else None
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            with order.turn() if order else contextlib.nullcontext():
+                self.send_response(200)
+                self.send_header("Content-Type", "application/fits")
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                self.wfile.flush()
+                with path.open("rb") as f:
+                    sent = 0
+                    while sent < size:
+                        sent += os.sendfile(self.connection.fileno(), f.fileno(), sent, size - sent)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _all_at_once(url: str, users: int) -> tuple[list[float], float]:
+    """Per-request seconds and wall time of ``users`` curl clients fetching ``url`` at once."""
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(users) as pool:
+        each = list(pool.map(_curl, [url] * users))
+    return each, time.perf_counter() - t0
 
 
 #: How often the interactive user asks a small cutout during the concurrency run.
@@ -212,6 +283,11 @@ def main() -> None:
                 each = [f.result() for f in running]
                 wall = time.perf_counter() - t0
                 small_ms = small.result()
+        floors = {}
+        for in_order in (False, True):
+            with _sendfile_server(path, in_order) as file_url:
+                _curl(file_url)
+                floors[in_order] = _all_at_once(file_url, args.concurrent)
     full_mb = len(HDUS) * n * n * 4 / 2**20
     print(f"astropy whole read + cut:  median {astropy_ms:7.2f} ms")
     print(f"pure write_cutout:         median {pure_ms:7.2f} ms ({astropy_ms / pure_ms:5.1f}x)")
@@ -229,6 +305,13 @@ def main() -> None:
         print(
             f"  meanwhile {len(small_ms)} 200 x 200 cutouts: median "
             f"{statistics.median(small_ms):.1f} ms, max {max(small_ms):.1f} ms"
+        )
+    for in_order, (times, seconds) in floors.items():
+        how = "one at a time, in order" if in_order else "all at once"
+        print(
+            f"floor: the file by os.sendfile to {args.concurrent} users, {how}: wall "
+            f"{seconds:.2f} s, per request median {statistics.median(times):.2f} s, "
+            f"max {max(times):.2f} s"
         )
 
 
