@@ -659,6 +659,37 @@ def test_a_child_region_reads_only_chunks_holding_its_positions(
     assert want and {r[0] for r in run(catalog, adql)} == want
 
 
+@pytest.mark.parametrize("circle", [(126.2, -35.3, 3.0), (266.4, -28.9, 0.5), (359.8, 1.0, 2.0)])
+def test_a_child_cone_keeps_the_chunks_whose_position_box_it_reaches(
+    catalog: Catalog, circle: tuple[float, float, float]
+) -> None:
+    """Each Source chunk's rows lie in the RA/Dec box of its statistics: the cone keeps a
+    chunk when it comes within its radius of that box (astropy over the box's edges)."""
+    ra, dec, radius = circle
+    adql = f"SELECT sourceId FROM demo.Source WHERE CONTAINS(POINT(ra, dec), CIRCLE{circle}) = 1"
+    kept = {t.key for t in catalog.engine.explain(adql).chunk_queries[0].tasks}
+    centre = SkyCoord(ra * u.deg, dec * u.deg)
+    edge = np.linspace(0.0, 1.0, 2001)
+    for chunk in catalog.engine.catalog().table("demo.Source").chunks:
+        assert chunk.position_bounds is not None
+        ra_min, ra_max, dec_min, dec_max = chunk.position_bounds
+        ras, decs = ra_min + edge * (ra_max - ra_min), dec_min + edge * (dec_max - dec_min)
+        sample = SkyCoord(
+            np.r_[ras, ras, np.full_like(decs, ra_min), np.full_like(decs, ra_max)] * u.deg,
+            np.r_[np.full_like(ras, dec_min), np.full_like(ras, dec_max), decs, decs] * u.deg,
+        )
+        inside = dec_min <= dec <= dec_max and ra_min <= ra <= ra_max
+        nearest = 0.0 if inside else float(sample.separation(centre).deg.min())
+        slack = max(ra_max - ra_min, dec_max - dec_min) / 2000
+        if nearest <= radius:
+            assert (chunk.order, chunk.pixel) in kept
+        elif nearest > radius + slack:
+            assert (chunk.order, chunk.pixel) not in kept
+    ids, ras_, decs_ = _source_coords(catalog)
+    sep = SkyCoord(ras_ * u.deg, decs_ * u.deg).separation(centre)
+    assert {r[0] for r in run(catalog, adql)} == set(ids[sep.deg <= radius].tolist())
+
+
 def test_a_child_region_prunes_a_director_child_join(catalog: Catalog) -> None:
     adql = (
         "SELECT o.objectId, s.sourceId FROM demo.Object AS o JOIN demo.Source AS s "

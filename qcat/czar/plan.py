@@ -70,8 +70,8 @@ from qcat.czar.split import CHUNKS, NotSplittable, has_aggregates, split, splits
 from qcat.czar.statistics import chunks_within, column_bounds
 from qcat.czar.translate import to_duckdb
 from qcat.geometry import Circle, Region, bounding_circle, contains_sql, regions_intersect
+from qcat.geometry.radec_box import box_is_valid, near_box
 from qcat.geometry.sql import literal
-from qcat.geometry.vectors import unit_vectors
 
 REF = "qcat_ref"
 #: ``meta`` key of a derived table's SELECT that chunks compute: its table's ref index.
@@ -664,15 +664,19 @@ def _chunks_by_bounds(chunks: list[Chunk], regions: tuple[Region, ...]) -> list[
     """Chunks whose rows' position bounds can meet one of ``regions``.
 
     A child table's rows sit in their director's chunk, not their own
-    position's, so its chunks are pruned by the ra/dec range their rows
-    span (from the partition statistics), enclosed in a circle.
+    position's, so its chunks are pruned by the ra/dec box their rows span
+    (from the partition statistics): a circle by its exact distance to the
+    box, another region by a circle drawn around the box.
     """
-    kept = []
-    for chunk in chunks:
-        bounds = chunk.position_bounds
-        if bounds is None or any(regions_intersect(r, bounding_circle(*bounds)) for r in regions):
-            kept.append(chunk)
-    return kept
+    return [c for c in chunks if any(_may_meet_bounds(r, c.position_bounds) for r in regions)]
+
+
+def _may_meet_bounds(region: Region, bounds: tuple[float, float, float, float] | None) -> bool:
+    if bounds is None or not box_is_valid(bounds):
+        return True
+    if isinstance(region, Circle):
+        return near_box(region.ra, region.dec, region.radius, bounds)
+    return regions_intersect(region, bounding_circle(*bounds))
 
 
 def _chunks_of_keys(
@@ -1160,22 +1164,12 @@ def _chunks_near_points(
 ) -> list[Chunk]:
     """The ``chunks`` whose rows' position bounds come within ``radius`` degrees of one
     of the points (a chunk without bounds is kept; NaN positions match nothing)."""
-    usable = np.isfinite(ra) & np.isfinite(dec)
-    points = unit_vectors(ra[usable], dec[usable])
     kept = []
     for chunk in chunks:
-        if chunk.position_bounds is None:
-            kept.append(chunk)
-            continue
-        circle = bounding_circle(*chunk.position_bounds)
-        reach = math.radians(min(180.0, circle.radius + radius)) + BOUNDS_ROUNDING_RAD
-        if len(points) and float(np.max(points @ circle.vector)) >= math.cos(reach):
+        bounds = chunk.position_bounds
+        if bounds is None or not box_is_valid(bounds) or near_box(ra, dec, radius, bounds):
             kept.append(chunk)
     return kept
-
-
-#: Rounding allowance of :func:`_chunks_near_points`' dot products (radians).
-BOUNDS_ROUNDING_RAD = 1e-9
 
 
 def _parse(sql: str) -> exp.Expression:
