@@ -9,7 +9,7 @@ from astropy.coordinates import SkyCoord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qcat.geometry.radec_box import box_is_valid, distance_to_box, near_box
+from qcat.geometry.radec_box import box_is_valid, distance_to_box, near_box, ra_arc_around
 
 EDGE_SAMPLES = 4001
 
@@ -96,3 +96,54 @@ def test_box_is_valid():
     assert not box_is_valid((10.0, 0.0, -5.0, 5.0))
     assert not box_is_valid((0.0, 10.0, 5.0, -5.0))
     assert not box_is_valid((0.0, float("nan"), -5.0, 5.0))
+
+
+def _offsets(ra: np.ndarray, dec: np.ndarray, radius: float, n: int, seed: int) -> SkyCoord:
+    """``n`` points at exactly ``radius`` degrees (the farthest reach) from each point,
+    all around it."""
+    rng = np.random.default_rng(seed)
+    centres = SkyCoord(np.repeat(ra, n) * u.deg, np.repeat(dec, n) * u.deg)
+    angles = rng.uniform(0.0, 360.0, len(ra) * n) * u.deg
+    return centres.directional_offset_by(angles, radius * u.deg)
+
+
+def _in_arc(ra: np.ndarray, arc: tuple[float, float]) -> np.ndarray:
+    start, end = arc
+    length = (end - start) % 360.0
+    return np.mod(ra - start, 360.0) <= length + 1e-9
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    centre=st.floats(0, 360),
+    spread=st.floats(0, 40),
+    dec=st.floats(-80, 80),
+    radius=st.floats(1e-4, 5),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_ra_arc_holds_every_point_within_reach(centre, spread, dec, radius, seed):
+    rng = np.random.default_rng(seed)
+    ra = np.mod(centre + rng.uniform(-spread, spread, 20), 360.0)
+    decs = np.clip(dec + rng.uniform(-5, 5, 20), -89.0, 89.0)
+    arc = ra_arc_around(ra, decs, radius)
+    if arc is None:
+        assert float(np.max(np.abs(decs))) + radius >= 90.0 or 2 * spread + 2 * radius > 300
+        return
+    reach = _offsets(ra, decs, radius, 36, seed)
+    assert np.all(_in_arc(reach.ra.deg, arc))
+    assert np.all(_in_arc(ra, arc))
+    # Tight: no longer than the points' spread and the widest reach in RA either side
+    # (on a parallel, a circle of radius r at declination d reaches asin(sin r / cos d)).
+    reach_ra = np.degrees(np.arcsin(np.sin(np.radians(radius)) / np.cos(np.radians(decs))))
+    assert (arc[1] - arc[0]) % 360.0 <= 2 * spread + 2 * reach_ra.max() + 1e-6
+
+
+def test_ra_arc_across_ra_zero_and_its_limits():
+    arc = ra_arc_around(np.array([359.5, 0.5, np.nan]), np.array([0.0, 0.0, 0.0]), 0.1)
+    assert arc is not None
+    start, end = arc
+    assert start == pytest.approx(359.4) and end == pytest.approx(0.6)
+    # A pole within reach, points all around the sky, or no points: every RA.
+    assert ra_arc_around(np.array([10.0]), np.array([89.5]), 1.0) is None
+    assert ra_arc_around(np.arange(0.0, 360.0, 10.0), np.zeros(36), 6.0) is None
+    assert ra_arc_around(np.array([np.nan]), np.array([np.nan]), 1.0) is None

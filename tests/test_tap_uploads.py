@@ -153,24 +153,47 @@ def test_a_crossmatch_with_a_child_tables_own_positions(served: Served) -> None:
     # and a constant one, the upload's declinations widened by the radius: row groups skip
     lo, hi = (
         float(v)
-        for v in re.findall(r"s\.dec BETWEEN (\S+) AND (\S+)", plan.chunk_queries[0].sql)[0]
+        for v in re.findall(
+            r"s\.dec BETWEEN ([-+0-9.e]+) AND ([-+0-9.e]+)", plan.chunk_queries[0].sql
+        )[0]
     )
     decs = table["dec"][~table["dec"].mask]
     assert lo == pytest.approx(min(decs) - RADIUS_DEG) and hi == pytest.approx(
         max(decs) + RADIUS_DEG
     )
+    # and a constant RA range, the field's, so row groups elsewhere in a chunk skip too
+    assert "s.ra BETWEEN" in plan.chunk_queries[0].sql
     chunks = served.service.engine.catalog().table("demo.Source").chunks
     tasks = plan.chunk_queries[0].tasks
     note = next(n for n in plan.notes if "arcsec of a position of" in n)
     assert note.startswith(f"demo.Source: {len(tasks)} of {len(chunks)} chunks whose rows'")
     assert 0 < len(tasks) < len(chunks) / 2
+    want = source_pairs(served, table[~table["ra"].mask])
+    assert want and got == want
+
+
+def source_pairs(served: Served, table: Table) -> set[tuple[int, int]]:
+    """(upload id, sourceId) within the radius: astropy over every raw source."""
     sources = served.raw_rows("SELECT sourceId, ra, dec FROM source")
     catalog = SkyCoord([r[1] for r in sources] * u.deg, [r[2] for r in sources] * u.deg)
-    usable = table[~table["ra"].mask]
-    i, j, _, _ = search_around_sky(
-        SkyCoord(usable["ra"], usable["dec"]), catalog, RADIUS_DEG * u.deg
+    i, j, _, _ = search_around_sky(SkyCoord(table["ra"], table["dec"]), catalog, RADIUS_DEG * u.deg)
+    return {(int(table["id"][a]), int(sources[b][0])) for a, b in zip(i, j, strict=True)}
+
+
+def test_a_child_crossmatch_across_ra_zero(served: Served) -> None:
+    """A field on both sides of RA 0: the RA range is the two ends of the sky."""
+    rows = served.raw_rows(
+        "SELECT coord_ra, coord_dec FROM object WHERE coord_ra < 1 OR coord_ra > 359 "
+        "ORDER BY objectId"
     )
-    want = {(int(usable["id"][a]), int(sources[b][0])) for a, b in zip(i, j, strict=True)}
+    rng = np.random.default_rng(8)
+    ra = np.mod(np.r_[[r[0] for r in rows], rng.uniform(-0.5, 0.5, 20)], 360)
+    dec = np.r_[[r[1] for r in rows], rng.uniform(-0.5, 0.5, 20) + rows[0][1]]
+    table = Table({"id": np.arange(len(ra)), "ra": ra * u.deg, "dec": dec * u.deg})
+    got, plan = pairs_and_plan(served, SOURCE_CROSSMATCH, table)
+    ends = re.findall(r"s\.ra >= (\S+) OR s\.ra <= (\S+)\)", plan.chunk_queries[0].sql)
+    assert ends and float(ends[0][0]) > 358 and float(ends[0][1]) < 2
+    want = source_pairs(served, table)
     assert want and got == want
 
 

@@ -70,7 +70,7 @@ from qcat.czar.split import CHUNKS, NotSplittable, has_aggregates, split, splits
 from qcat.czar.statistics import chunks_within, column_bounds
 from qcat.czar.translate import to_duckdb
 from qcat.geometry import Circle, Region, bounding_circle, contains_sql, regions_intersect
-from qcat.geometry.radec_box import box_is_valid, near_box
+from qcat.geometry.radec_box import box_is_valid, near_box, ra_arc_around
 from qcat.geometry.sql import literal
 
 REF = "qcat_ref"
@@ -1096,6 +1096,36 @@ def _dec_range(driver: _Ref, decs: np.ndarray, radius: float) -> list[exp.Expres
     return [column.between(exp.Literal.number(literal(lo)), exp.Literal.number(literal(hi)))]
 
 
+def _ra_range(
+    driver: _Ref, chunks: list[Chunk], ras: np.ndarray, decs: np.ndarray, radius: float
+) -> list[exp.Expression]:
+    """The right ascensions a row matching one of the points within ``radius`` degrees
+    can have, as a constant condition (none when that is every RA).
+
+    With :func:`_dec_range` it lets row-group statistics skip all of a chunk
+    but the field's part; a child's chunks, kept by their rows' bounds, hold
+    rows all along the field's declinations (a chunk can span 90 degrees of
+    RA). The rows' RA is then known to lie in [0, 360) only from the chunks'
+    statistics (a child's RA is not checked at ingest), so without statistics
+    saying so there is no condition.
+    """
+    position = driver.table.spec.own_position
+    if position is None:
+        return []
+    for chunk in chunks:
+        bounds = chunk.position_bounds
+        if bounds is None or not (bounds[0] >= 0.0 and bounds[1] < 360.0):
+            return []
+    arc = ra_arc_around(ras, decs, radius)
+    if arc is None:
+        return []
+    column = exp.column(position[0].lower(), table=driver.alias)
+    start, end = (exp.Literal.number(literal(v)) for v in arc)
+    if arc[0] <= arc[1]:
+        return [column.between(start, end)]
+    return [exp.paren(exp.or_(column >= start, column.copy() <= end), copy=False)]
+
+
 def _broadcast_points(
     other: _Ref, ra: exp.Column, dec: exp.Column, data_dir: Path
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -1156,6 +1186,7 @@ def _near_broadcast_positions(
             f"{driver.table.name}: {len(chunks)} of {before} chunks {whose} within "
             f"{radius * 3600.0:g} arcsec of a position of {other.table.name}"
         )
+        bands.extend(_ra_range(driver, chunks, ra_deg, dec_deg, radius))
     return chunks, bands
 
 

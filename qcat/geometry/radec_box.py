@@ -89,3 +89,29 @@ def box_is_valid(bounds: tuple[float, float, float, float]) -> bool:
     """Whether ``bounds`` are finite with ``ra_min <= ra_max`` and ``dec_min <= dec_max``."""
     ra_min, ra_max, dec_min, dec_max = bounds
     return all(math.isfinite(v) for v in bounds) and ra_min <= ra_max and dec_min <= dec_max
+
+
+def ra_arc_around(ra: np.ndarray, dec: np.ndarray, radius: float) -> tuple[float, float] | None:
+    """An arc of right ascension ``(start, end)`` holding every point within ``radius``
+    degrees of one of the points (NaN points ignored), going east from ``start``
+    (``end < start`` when it passes RA 0); None when that is every RA (a pole
+    within reach, or points all around) or there are no points.
+
+    A circle of radius r around declination d that keeps clear of the poles
+    spans ``asin(sin r / cos d)`` of RA either side of its centre; the arc is
+    the shortest one holding the centres (it leaves out their largest gap),
+    widened by the largest of those half-widths.
+    """
+    usable = np.isfinite(ra) & np.isfinite(dec)
+    ra = np.sort(np.mod(ra[usable], 360.0))
+    dec = dec[usable]
+    if len(ra) == 0 or float(np.max(np.abs(dec))) + radius >= 90.0:
+        return None
+    ratio = math.sin(math.radians(radius)) / np.cos(np.radians(dec))
+    half = float(np.degrees(np.arcsin(np.minimum(ratio, 1.0))).max()) + BOX_DISTANCE_SLACK_DEG
+    gaps = np.r_[np.diff(ra), ra[0] + 360.0 - ra[-1]]
+    widest = int(np.argmax(gaps))  # the arc starts after it and ends before it
+    start, end = ra[(widest + 1) % len(ra)], ra[widest]
+    if 360.0 - float(gaps[widest]) + 2.0 * half >= 360.0:
+        return None
+    return float(np.mod(start - half, 360.0)), float(np.mod(end + half, 360.0))
