@@ -685,9 +685,15 @@ def test_a_child_cone_keeps_the_chunks_whose_position_box_it_reaches(
             assert (chunk.order, chunk.pixel) in kept
         elif nearest > radius + slack:
             assert (chunk.order, chunk.pixel) not in kept
+    # Within a chunk, the circle's declinations and RA (across RA 0: both ends of the sky)
+    sql = catalog.engine.explain(adql).chunk_queries[0].sql
+    assert "source.dec BETWEEN" in sql
+    assert ("source.ra >= " in sql and " OR source.ra <= " in sql) == (ra + radius > 360)
+    assert ("source.ra BETWEEN" in sql) == (ra + radius < 360)
     ids, ras_, decs_ = _source_coords(catalog)
     sep = SkyCoord(ras_ * u.deg, decs_ * u.deg).separation(centre)
-    assert {r[0] for r in run(catalog, adql)} == set(ids[sep.deg <= radius].tolist())
+    want = set(ids[sep.deg <= radius].tolist())
+    assert want and {r[0] for r in run(catalog, adql)} == want
 
 
 def test_a_child_region_prunes_a_director_child_join(catalog: Catalog) -> None:

@@ -718,14 +718,25 @@ def _open_index(path: str, mtime_ns: int, size: int) -> DirectorIndex:
     return DirectorIndex(Path(path))
 
 
-def _row_filter(ref: _Ref, constraints: TableConstraints, data_dir: Path) -> list[exp.Expression]:
-    """Conditions implied by ``ref``'s own constraints that let DuckDB skip row groups."""
+def _row_filter(
+    ref: _Ref, constraints: TableConstraints, data_dir: Path, chunks: list[Chunk]
+) -> list[exp.Expression]:
+    """Conditions implied by ``ref``'s own constraints that let DuckDB skip row groups
+    of ``chunks`` (those the tasks read; their pixels, for a table of another kind)."""
     out = _key_filter(ref, constraints, data_dir)
     if ref.table.spec.kind == "director":
         out += row_filter(ref.alias, constraints, ref.table.spec.dec_column, HEALPIX_COLUMN)
     elif ref.table.spec.kind == "child" and ref.table.spec.own_position:
         dec_column = ref.table.spec.own_position[1]
-        out += dec_band_filter(ref.alias, dec_column, constraints.regions or ())
+        regions = constraints.regions or ()
+        out += dec_band_filter(ref.alias, dec_column, regions)
+        if regions and all(isinstance(r, Circle) for r in regions):
+            # A child's chunk spans its director's pixel in RA: the circles' RA range too.
+            circles = cast(tuple[Circle, ...], regions)
+            own = ref.table.chunks_at([c.partition for c in chunks])
+            centres = np.array([(c.ra, c.dec) for c in circles], dtype=np.float64)
+            radius = max(c.radius for c in circles)
+            out += _ra_range(ref, own, centres[:, 0], centres[:, 1], radius)
     return out
 
 
@@ -821,7 +832,7 @@ def _chunk_local(
         grown = _grown(constraints[driver.index], shape.radius)
         if grown is not None and constraints[near.index].regions is None:
             constraints[near.index] = replace(constraints[near.index], regions=grown)
-    filters = {r.index: _row_filter(r, constraints[r.index], data_dir) for r in refs}
+    filters = {r.index: _row_filter(r, constraints[r.index], data_dir, chunks) for r in refs}
     extra = [c for r in refs if r.index not in derived for c in filters[r.index]]
     if shape.kind in ("neighbours", "crossmatch"):
         extra.extend(_neighbour_filters(driver, refs[shape.margin or 0], shape.radius, constraints))
@@ -1286,7 +1297,7 @@ def _gather(
         )
         for t in terms:
             select = select.where(_translate(t.copy(), units), copy=False)
-        for condition in _row_filter(ref, constraints, data_dir):
+        for condition in _row_filter(ref, constraints, data_dir, chunks):
             select = select.where(condition, copy=False)
         if ref.table.partitioned:
             tasks = tuple(Task((c.order, c.pixel), {ref.relation: [c.path]}) for c in chunks)
