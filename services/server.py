@@ -9,8 +9,10 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
 from qcat.errors import ConfigError
 from services.app import create_app
@@ -19,6 +21,15 @@ from services.settings import ServiceSettings
 
 #: Seconds running responses get to finish after a stop signal before they are cut.
 GRACEFUL_SHUTDOWN_S = 5
+#: uvicorn's HTTP/1.1 implementation. httptools hands a response body to the socket as
+#: it is; h11 joins it into new bytes first, a copy of every block of a large image
+#: answer, which are views on the file's mapping (``services/sia/cutout_pixels.py``).
+HTTP_PROTOCOL = "httptools"
+
+
+def server_config(app: Starlette, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for ``app``: the HTTP implementation qcat serves with."""
+    return uvicorn.Config(app, http=HTTP_PROTOCOL, **options)
 
 
 class _Server(uvicorn.Server):
@@ -84,7 +95,7 @@ def run_server(
     log_level: str = "info",
 ) -> None:
     """Serve ``service`` on ``sock`` until SIGINT/SIGTERM; ``on_ready`` once it accepts requests."""
-    config = uvicorn.Config(
+    config = server_config(
         create_app(service),
         log_level=log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

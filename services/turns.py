@@ -4,9 +4,9 @@ Twenty users asking for a whole CCD (192 MiB each) at once share two cores.
 Served side by side, every answer advances at a twentieth of the speed and
 all of them finish together at the end; served in order of arrival, the first
 finishes after a twentieth of that time, the tenth after half, and none later
-than before. So a large answer produces and sends each block during a *turn*:
-at most ``capacity`` answers hold one at a time, and a freed turn goes to the
-waiting answer that arrived first.
+than before. So a large answer produces and sends each group of blocks during
+a *turn*: at most ``capacity`` answers hold one at a time, and a freed turn
+goes to the waiting answer that arrived first.
 
 What a turn must not do is wait for a slow network: a client that reads more
 slowly than the server writes would hold its turn while its send waits, and
@@ -105,7 +105,7 @@ class Turns:
 class Blocks(Protocol):
     """An answer produced block by block (a cutout, a whole file)."""
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self) -> Iterator[bytes | memoryview]:
         """The bytes, in blocks."""
         ...
 
@@ -114,16 +114,42 @@ class Blocks(Protocol):
         ...
 
 
-async def in_turns(answer: Blocks, turns: Turns, ticket: int) -> AsyncIterator[bytes]:
-    """The answer's blocks, each read (in a worker thread) and sent during a turn of
+#: Bytes of blocks that are views on a file's mapping produced in one worker-thread
+#: call: producing such a block costs nothing but reading its pages in, and one
+#: thread hop per 1 MiB block cost more than sending it (a whole CCD, 20 users
+#: in order: 0.72 s median with a hop per MiB, 0.52-0.65 s per 8 MiB).
+GROUP_BYTES = 8 << 20
+
+
+async def in_turns(answer: Blocks, turns: Turns, ticket: int) -> AsyncIterator[bytes | memoryview]:
+    """The answer's blocks, produced (in a worker thread) and sent during turns of
     ``ticket``; ``answer`` is closed at the end, also when the client went away."""
     blocks = answer.chunks()
     try:
         while True:
             async with turns.turn(ticket):
-                block = await anyio.to_thread.run_sync(next, blocks, None)
-                if block is None:
+                group = await anyio.to_thread.run_sync(_next_group, blocks)
+                if not group:
                     return
-                yield block
+                for block in group:
+                    yield block
     finally:
         answer.close()
+
+
+#: Bytes of copied blocks (not views) in one group: those hold memory until sent.
+GROUP_COPIED_BYTES = 1 << 20
+
+
+def _next_group(blocks: Iterator[bytes | memoryview]) -> list[bytes | memoryview]:
+    """The next blocks: up to :data:`GROUP_BYTES` in all, of which at most about
+    :data:`GROUP_COPIED_BYTES` copied (a cutout's narrow box, a header)."""
+    group: list[bytes | memoryview] = []
+    size = copied = 0
+    for block in blocks:
+        group.append(block)
+        size += len(block)
+        copied += 0 if isinstance(block, memoryview) else len(block)
+        if size >= GROUP_BYTES or copied >= GROUP_COPIED_BYTES:
+            break
+    return group

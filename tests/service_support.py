@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 
 from partition.ingest import IngestOptions, ingest_table
 from services.app import create_app
-from services.server import base_url, bind
+from services.server import base_url, bind, server_config
 from services.service import Service
 from services.settings import ServiceSettings
 from tests.conftest import make_demo
@@ -68,7 +68,7 @@ class Served:
 def uvicorn_thread(app: Starlette) -> Iterator[str]:
     """Serve ``app`` on a free port of 127.0.0.1 in a thread; yield its base URL."""
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(server_config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -63,11 +63,11 @@ def test_a_200_pixel_cutout_reads_a_small_fraction_of_a_4k_image(tmp_path, monke
         mapped.append((first, last, rows.nbytes))
         return rows
 
-    def no_pread(*args, **kwargs):
+    def no_whole_rows(*args, **kwargs):
         raise AssertionError("a narrow box is not read as whole rows")
 
     monkeypatch.setattr(cutout_pixels, "map_rows", spy_map_rows)
-    monkeypatch.setattr(cutout_pixels, "_pread", no_pread)
+    monkeypatch.setattr(cutout_pixels, "mapped_blocks", no_whole_rows)
     ra, dec = WCS(header).all_pix2world([[1700.0, 2300.0]], 0)[0]
     stream = open_cutout(path, Circle(ra, dec, 100 * PIXEL_DEG))
     (cut,) = stream.plan.cuts
@@ -328,3 +328,34 @@ def test_a_client_that_stops_reading_does_not_hold_up_other_large_cutouts(tmp_pa
     assert int(r.headers["content-length"]) == len(r.content) > 32_000_000
     with fits.open(io.BytesIO(r.content)) as cut:
         assert cut[0].data.shape == (n, n) and not cut[0].data.any()
+
+
+def test_whole_rows_are_sent_as_views_on_the_files_mapping(tmp_path) -> None:
+    """A box of whole image rows is no copy: each block is a view on the cached mapping,
+    and the bytes are the file's own."""
+    n = 256
+    header = wcs_header(n, n, 40.0, -20.0)
+    image = write_image(tmp_path / "rows.fits", header, (128.0, 128.0))
+    # A circle wider than the image: every row, whole.
+    stream = open_cutout(image.path, Circle(image.star_ra, image.star_dec, 2 * n * PIXEL_DEG))
+    blocks = list(stream.chunks(block_bytes=64 * 1024))
+    views = [b for b in blocks if isinstance(b, memoryview)]
+    assert all(v.obj is cached_layout(image.path).mapping for v in views)
+    with fits.open(image.path) as original, fits.open(io.BytesIO(b"".join(blocks))) as out:
+        assert views and sum(len(v) for v in views) == original[0].data.nbytes
+        np.testing.assert_array_equal(out[0].data, original[0].data)
+
+
+def test_a_whole_file_is_its_mapping_in_blocks(tmp_path) -> None:
+    from services.sia.soda import WholeFile
+
+    data = np.random.default_rng(1).bytes(300_000)
+    path = tmp_path / "f.fits"
+    path.write_bytes(data)
+    answer = WholeFile(path)
+    blocks = list(answer.chunks(block_bytes=65_536))
+    assert answer.size == len(data) and [len(b) for b in blocks][:2] == [65_536, 65_536]
+    assert all(isinstance(b, memoryview) for b in blocks) and b"".join(blocks) == data
+    empty = tmp_path / "empty.fits"
+    empty.write_bytes(b"")
+    assert WholeFile(empty).size == 0 and list(WholeFile(empty).chunks()) == []

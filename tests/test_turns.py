@@ -124,3 +124,18 @@ def test_a_waiter_that_goes_away_leaves_no_turn_behind() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError, match="capacity"):
         Turns(capacity=0, patience_s=1.0)
+
+
+def test_large_answers_are_produced_in_groups() -> None:
+    """Views on a mapping come up to GROUP_BYTES at a time (one thread hop), copied
+    bytes at most about GROUP_COPIED_BYTES (they hold memory until sent)."""
+    from services.turns import GROUP_BYTES, GROUP_COPIED_BYTES, _next_group
+
+    view = memoryview(bytes(GROUP_BYTES))
+    mib = 1 << 20
+    views = iter([b"header", *(view[i : i + mib] for i in range(0, GROUP_BYTES, mib)), b"end"])
+    first = _next_group(views)
+    assert first[0] == b"header" and sum(len(b) for b in first) >= GROUP_BYTES
+    assert _next_group(views) == [b"end"] and _next_group(views) == []
+    copies = iter([bytes(GROUP_COPIED_BYTES // 2)] * 4)
+    assert [len(b) for b in _next_group(copies)] == [GROUP_COPIED_BYTES // 2] * 2

@@ -105,7 +105,7 @@ class CutoutStream:
         self._reader = reader
         self.size = sum(len(p.header) + p.data_bytes + len(padding(p.data_bytes)) for p in parts)
 
-    def chunks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
+    def chunks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes | memoryview]:
         """The FITS file, a header or about ``block_bytes`` of pixels at a time."""
         try:
             for part in self._parts:

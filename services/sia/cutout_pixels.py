@@ -5,8 +5,8 @@ read as stored (big-endian, ``BZERO``/``BSCALE`` not applied) and yielded as
 bytes ready to write, block by block along the first axis, so a full-CCD
 cutout never sits in memory whole:
 
-* a box whose rows are whole image rows is one contiguous byte range:
-  ``pread`` in blocks (the kernel's read-ahead helps);
+* a box whose rows are whole image rows is one contiguous byte range: its
+  blocks are views on the file's mapping (:func:`mapped_blocks`), no copy;
 * a narrower box is a numpy view on the file's mapping, mapped from the
   box's first row to its last only; copying a block of it touches the pages
   of the box's columns in each row and no other;
@@ -18,6 +18,7 @@ cutout never sits in memory whole:
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
 from collections.abc import Iterator
 from typing import IO, Any
@@ -50,7 +51,7 @@ class PixelReader:
 
     def blocks(
         self, hdu: HduLayout, slices: tuple[slice, ...], block_bytes: int = BLOCK_BYTES
-    ) -> Iterator[bytes]:
+    ) -> Iterator[bytes | memoryview]:
         """The box's raw bytes (big-endian, C order), in blocks of about ``block_bytes``."""
         if hdu.compressed:
             yield self._decompressed(hdu, slices)
@@ -66,7 +67,9 @@ class PixelReader:
             yield from self._seek_runs(hdu, slices, strides, k, block_bytes)
         elif k == 0:
             start = hdu.data_offset + slices[0].start * strides[0]
-            yield from _pread(self.layout, start, box_bytes(hdu, slices), block_bytes)
+            size = box_bytes(hdu, slices)
+            assert self.layout.mapping is not None
+            yield from mapped_blocks(self.layout.mapping, start, size, block_bytes)
         else:
             yield from self._mapped(hdu, slices, full, strides, block_bytes)
 
@@ -149,16 +152,35 @@ def map_rows(
     )
 
 
-def _pread(layout: FileLayout, start: int, size: int, block_bytes: int) -> Iterator[bytes]:
-    assert layout.file is not None
-    fd = layout.file.fileno()
+def mapped_blocks(
+    mapping: mmap.mmap, start: int, size: int, block_bytes: int = BLOCK_BYTES
+) -> Iterator[memoryview]:
+    """Bytes ``start .. start + size`` of a file's mapping, in blocks that are views on it.
+
+    No copy is made: the socket's send copies from the page cache, the one
+    copy a file's bytes need on their way out (``os.sendfile`` makes the
+    same one). Each block's pages are read in before it is yielded, in the
+    thread that asks for it, so that sending it never waits for the disk:
+    large answers produce their blocks in worker threads and send them from
+    the event loop (``services/turns.py``).
+    """
+    if start < 0 or start + size > len(mapping):
+        raise OSError("the FITS file ends inside its data")
+    view = memoryview(mapping)
     end = start + size
     while start < end:
-        chunk = os.pread(fd, min(block_bytes, end - start), start)
-        if not chunk:
-            raise OSError("the FITS file ends inside its data")
-        start += len(chunk)
-        yield chunk
+        stop = min(start + block_bytes, end)
+        _read_in(mapping, start, stop)
+        yield view[start:stop]
+        start = stop
+
+
+def _read_in(mapping: mmap.mmap, start: int, stop: int) -> None:
+    """Bring bytes ``start .. stop`` of the mapping into memory (one read per page)."""
+    aligned = start - start % mmap.PAGESIZE
+    if hasattr(mapping, "madvise"):  # read-ahead of the whole block, not page by page
+        mapping.madvise(mmap.MADV_WILLNEED, aligned, stop - aligned)
+    np.frombuffer(mapping, np.uint8, stop - aligned, aligned)[:: mmap.PAGESIZE].max()
 
 
 def _strides(full: tuple[int, ...], itemsize: int) -> tuple[int, ...]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Protocol
 
 from services.sia.cutout import open_cutout
-from services.sia.cutout_pixels import BLOCK_BYTES
+from services.sia.cutout_pixels import BLOCK_BYTES, mapped_blocks
 from services.sia.image_index import ImageIndex, ImageRecord
 from services.sia.soda_errors import NotFoundFault
 from services.sia.soda_params import Cutout, check_constraints
@@ -29,7 +30,7 @@ class ByteStream(Protocol):
 
     size: int
 
-    def chunks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
+    def chunks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes | memoryview]:
         """The bytes, in blocks (closes the stream at the end)."""
         ...
 
@@ -43,17 +44,21 @@ class ByteStream(Protocol):
 
 
 class WholeFile:
-    """A file answered as it is, read in blocks."""
+    """A file answered as it is, in blocks that are views on its mapping."""
 
     def __init__(self, path: Path) -> None:
-        self._file = path.open("rb")
-        self.size = os.fstat(self._file.fileno()).st_size
+        with path.open("rb") as file:
+            self.size = os.fstat(file.fileno()).st_size
+            # The mapping outlives the file (and any block handed out, the mapping).
+            self._mapping = (
+                mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+            )
 
-    def chunks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
+    def chunks(self, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes | memoryview]:
         """The file's bytes, ``block_bytes`` at a time."""
         try:
-            while chunk := self._file.read(block_bytes):
-                yield chunk
+            if self._mapping is not None:
+                yield from mapped_blocks(self._mapping, 0, self.size, block_bytes)
         finally:
             self.close()
 
@@ -62,8 +67,8 @@ class WholeFile:
         return b"".join(self.chunks())
 
     def close(self) -> None:
-        """Close the file."""
-        self._file.close()
+        """Let go of the mapping (it is unmapped once no block refers to it)."""
+        self._mapping = None
 
 
 def open_image_cutout(images: ImageIndex, cutout: Cutout) -> tuple[ImageRecord, ByteStream]:
