@@ -6,7 +6,10 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --locked
+	$(UV) sync --locked --compile-bytecode
+	@# Where Python is told not to write bytecode (PYTHONDONTWRITEBYTECODE), every
+	@# process (each worker, each test's server) would compile what it imports anew.
+	$(UV) run --locked python -m compileall -q qcat services partition
 
 demo: setup
 	$(UV) run qcat demo
