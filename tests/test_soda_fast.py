@@ -359,3 +359,24 @@ def test_a_whole_file_is_its_mapping_in_blocks(tmp_path) -> None:
     empty = tmp_path / "empty.fits"
     empty.write_bytes(b"")
     assert WholeFile(empty).size == 0 and list(WholeFile(empty).chunks()) == []
+
+
+def test_a_file_cut_short_while_streaming_is_an_error_not_a_crash(tmp_path) -> None:
+    """Reading a mapped page past the end of its file would kill the service (SIGBUS):
+    each block first checks that the file still holds it."""
+    from services.sia.soda import WholeFile
+
+    n = 256
+    image = write_image(tmp_path / "cut.fits", wcs_header(n, n, 40.0, -20.0), (128.0, 128.0))
+    size = image.path.stat().st_size
+    whole_rows = open_cutout(image.path, Circle(image.star_ra, image.star_dec, 2 * n * PIXEL_DEG))
+    narrow = open_cutout(image.path, Circle(image.star_ra, image.star_dec, 20 * PIXEL_DEG))
+    whole_file = WholeFile(image.path)
+    streams = [s.chunks(block_bytes=16_384) for s in (whole_rows, narrow, whole_file)]
+    for stream in streams:
+        next(stream)  # started: the file is mapped
+    os.truncate(image.path, size // 2)
+    for stream in streams:
+        with pytest.raises(OSError, match="cut short"):
+            for _ in stream:
+                pass

@@ -87,6 +87,8 @@ class PixelReader:
         view = rows[(slice(None), *slices[1:])]
         per_block = max(1, block_bytes // max(view[0].nbytes, 1))
         for a in range(0, last - first, per_block):
+            stop = hdu.data_offset + min(first + a + per_block, last) * strides[0]
+            check_file_holds(self.layout.mapping, stop)
             yield view[a : a + per_block].tobytes()
 
     def _seek_runs(
@@ -170,9 +172,22 @@ def mapped_blocks(
     end = start + size
     while start < end:
         stop = min(start + block_bytes, end)
+        check_file_holds(mapping, stop)
         _read_in(mapping, start, stop)
         yield view[start:stop]
         start = stop
+
+
+def check_file_holds(mapping: mmap.mmap, stop: int) -> None:
+    """Raise :class:`OSError` unless the mapped file still reaches byte ``stop``.
+
+    Published files never change, but one cut short by hand after it was
+    mapped must not take the service down: reading a mapped page past the
+    end of its file kills the process (SIGBUS). ``mmap.size()`` is the
+    file's size now, so the check is made before each block is touched.
+    """
+    if mapping.size() < stop:
+        raise OSError("the image file was cut short while it was being read")
 
 
 def _read_in(mapping: mmap.mmap, start: int, stop: int) -> None:
