@@ -10,8 +10,8 @@ path is a new entry.
 A cached layout also holds the file open and memory-mapped (read-only,
 ``MADV_RANDOM``: a narrow box touches a few pages per row and read-ahead
 would only fetch columns nobody asked for), so a cutout costs no ``open`` or
-``mmap``; contiguous runs are read with ``pread`` instead (see
-:mod:`services.sia.cutout_pixels`).
+``mmap``; contiguous runs are sent as views on the same mapping, with
+read-ahead asked for just their range (see :mod:`services.sia.cutout_pixels`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import mmap
 import os
 import threading
 import warnings
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,10 +64,9 @@ class HduLayout:
 
 @dataclass
 class FileLayout:
-    """Every HDU of one file, and (for a cached file) the open file and its mapping."""
+    """Every HDU of one file, and (for a cached file) its mapping."""
 
     hdus: tuple[HduLayout, ...]
-    file: IO[bytes] | None = None
     mapping: mmap.mmap | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: Output header templates by the set of HDUs cut (see cutout_fits).
@@ -163,21 +161,18 @@ class _LayoutCache:
 
 
 def _open_layout(name: str) -> tuple[FileLayout, tuple[int, int, int]]:
-    """The layout of a file, with the file held open and mapped; the file's stamp."""
-    file = open(name, "rb", buffering=0)  # noqa: SIM115 (lives as long as the cache entry)
-    try:
+    """The layout of a file, with the file mapped; the file's stamp.
+
+    The mapping holds the file itself (it is unmapped once the layout and
+    every block handed out from it are gone), so the file is closed here.
+    """
+    with open(name, "rb", buffering=0) as file:
         stat = os.fstat(file.fileno())
         layout = read_layout(file)
-        size = stat.st_size
-        if size > 0:
-            layout.mapping = mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ)
+        if stat.st_size > 0:
+            layout.mapping = mmap.mmap(file.fileno(), stat.st_size, access=mmap.ACCESS_READ)
             if hasattr(mmap, "MADV_RANDOM"):
                 layout.mapping.madvise(mmap.MADV_RANDOM)
-    except BaseException:
-        file.close()
-        raise
-    layout.file = file
-    weakref.finalize(layout, file.close)  # when the last request using it is done
     return layout, (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
