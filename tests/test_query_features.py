@@ -706,8 +706,10 @@ def test_groups_by_a_key_are_computed_whole_in_each_chunk(
     catalog: Catalog, adql: str, sql: str, ordered: bool
 ) -> None:
     check(catalog, adql, sql, ordered)
-    notes = catalog.engine.explain(adql).notes
-    assert "grouped by a key: each chunk computes its groups whole" in notes, notes
+    query_plan = catalog.engine.explain(adql)
+    assert "grouped by a key: each chunk computes its groups whole" in query_plan.notes
+    # and alone: a worker's chunks bound together would hold all their groups at once
+    assert not query_plan.chunk_queries[0].batchable
 
 
 #: Derived tables whose rows over a chunk are their rows from that chunk.
