@@ -740,6 +740,21 @@ def _row_filter(
     return out
 
 
+def _director_region_filter(child: _Ref, director: TableConstraints) -> list[exp.Expression]:
+    """The director's region as a condition on ``child``'s rows, in an inner join on the
+    director key.
+
+    A child row joins only its director's row, whose ``_healpix_29`` it carries
+    (a kept orphan has no director row and joins nothing), so the ranges that
+    hold the director's region hold every child row of the answer. Said
+    inside a derived table grouped by the key, it keeps the groups whose
+    director can be in the region, each one whole (all its rows share the key).
+    """
+    if director.ranges is None:
+        return []
+    return [healpix_condition(exp.column(HEALPIX_COLUMN, table=child.alias), director.ranges)]
+
+
 def _key_filter(ref: _Ref, constraints: TableConstraints, data_dir: Path) -> list[exp.Expression]:
     """``_healpix_29`` of the wanted keys, from the indexes that store it.
 
@@ -833,6 +848,11 @@ def _chunk_local(
         if grown is not None and constraints[near.index].regions is None:
             constraints[near.index] = replace(constraints[near.index], regions=grown)
     filters = {r.index: _row_filter(r, constraints[r.index], data_dir, chunks) for r in refs}
+    if shape.kind == "director-child" and not outer:
+        # Only a child joined in the query's FROM (a subquery's is in another scope).
+        in_from = [r.index in derived or r.node.parent_select is tree for r in (driver, child)]
+        if all(in_from):
+            filters[child.index].extend(_director_region_filter(child, constraints[driver.index]))
     extra = [c for r in refs if r.index not in derived for c in filters[r.index]]
     if shape.kind in ("neighbours", "crossmatch"):
         extra.extend(_neighbour_filters(driver, refs[shape.margin or 0], shape.radius, constraints))
