@@ -672,11 +672,22 @@ def _chunks_by_bounds(chunks: list[Chunk], regions: tuple[Region, ...]) -> list[
 
 
 def _may_meet_bounds(region: Region, bounds: tuple[float, float, float, float] | None) -> bool:
+    if isinstance(region, Circle):
+        return _may_come_near(bounds, region.ra, region.dec, region.radius)
     if bounds is None or not box_is_valid(bounds):
         return True
-    if isinstance(region, Circle):
-        return near_box(region.ra, region.dec, region.radius, bounds)
     return regions_intersect(region, bounding_circle(*bounds))
+
+
+def _may_come_near(
+    bounds: tuple[float, float, float, float] | None,
+    ra: np.ndarray | float,
+    dec: np.ndarray | float,
+    radius: float,
+) -> bool:
+    """Whether rows within a chunk's position ``bounds`` can lie within ``radius`` degrees
+    of one of the points (a chunk without usable bounds may)."""
+    return bounds is None or not box_is_valid(bounds) or near_box(ra, dec, radius, bounds)
 
 
 def _chunks_of_keys(
@@ -1232,12 +1243,7 @@ def _chunks_near_points(
 ) -> list[Chunk]:
     """The ``chunks`` whose rows' position bounds come within ``radius`` degrees of one
     of the points (a chunk without bounds is kept; NaN positions match nothing)."""
-    kept = []
-    for chunk in chunks:
-        bounds = chunk.position_bounds
-        if bounds is None or not box_is_valid(bounds) or near_box(ra, dec, radius, bounds):
-            kept.append(chunk)
-    return kept
+    return [c for c in chunks if _may_come_near(c.position_bounds, ra, dec, radius)]
 
 
 def _parse(sql: str) -> exp.Expression:

@@ -7,7 +7,7 @@ keyed by path and checked against the file's inode, size and modification
 time on every use: a file replaced at the same path is read again, a new
 path is a new entry.
 
-A cached layout also holds the file open and memory-mapped (read-only,
+A cached layout also holds the file memory-mapped (read-only,
 ``MADV_RANDOM``: a narrow box touches a few pages per row and read-ahead
 would only fetch columns nobody asked for), so a cutout costs no ``open`` or
 ``mmap``; contiguous runs are sent as views on the same mapping, with
